@@ -1,0 +1,44 @@
+"""Run a parsed problem: pick the method, compute, crop, add the bias, restore the user's layout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import planner
+from ._spec import Parsed
+from .algorithms import ALGORITHMS
+
+
+def resolve(parsed: Parsed, method: str) -> str:
+    """Turn "auto"/"direct" into a method name and check that method can run the problem."""
+    spec = parsed.spec
+    if method in ("auto", "direct"):
+        return planner.choose(spec, parsed.x, parsed.w, direct_only=method == "direct").method
+    reason = ALGORITHMS[method].unsupported(spec, parsed.x, parsed.w)
+    if reason:
+        raise ValueError(f"{spec.func}: method={method!r} cannot run this problem: {reason}")
+    return method
+
+
+def dilate_input(x: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Insert ``factor - 1`` zeros between neighbouring elements of every spatial axis."""
+    if all(f == 1 for f in factors):
+        return x
+    shape = x.shape[:2] + tuple((n - 1) * f + 1 for n, f in zip(x.shape[2:], factors))
+    out = np.zeros(shape, dtype=np.result_type(x.dtype, np.int8))
+    out[(slice(None), slice(None), *(slice(None, None, f) for f in factors))] = x
+    return out
+
+
+def execute(parsed: Parsed, method: str) -> np.ndarray:
+    """Compute a parsed problem with ``method`` and return what the user asked for."""
+    name = resolve(parsed, method)
+    spec = parsed.spec
+    x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
+    out = ALGORITHMS[name].run(x, parsed.w, spec)
+    if parsed.crop is not None and any(lo or hi for lo, hi in parsed.crop):
+        out = out[(slice(None), slice(None), *(slice(lo, o - hi) for (lo, hi), o in zip(parsed.crop, out.shape[2:])))]
+    if parsed.bias is not None:
+        out = out + parsed.bias.astype(spec.dtype).reshape(-1, *(1,) * spec.nd)  # (C_out, 1, ...)
+    out = out.astype(parsed.out_dtype, copy=False)
+    return out if parsed.batched else out[0]

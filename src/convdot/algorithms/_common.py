@@ -1,0 +1,94 @@
+"""Pieces every formulation shares: padding, the window view, direct sums at chosen outputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .._spec import PAD_MODES, ConvSpec
+
+
+def pad(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``x`` cast to the compute dtype and padded by ``spec.pads`` with ``spec.padding_mode``.
+
+    Returns a new array (never a view of the user's input) of shape ``(N, C, *spec.padded_shape)``.
+    """
+    x = np.asarray(x, dtype=spec.dtype)
+    width = ((0, 0), (0, 0), *spec.pads)
+    if not any(lo or hi for lo, hi in spec.pads):
+        return np.array(x, dtype=spec.dtype, copy=True, order="C")
+    mode = PAD_MODES[spec.padding_mode]
+    if mode == "constant":
+        return np.pad(x, width, mode="constant", constant_values=spec.fillvalue)
+    return np.pad(x, width, mode=mode)
+
+
+def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A read-only strided view of every receptive field of the padded input.
+
+    Returns shape ``(N, C, *out, *k)``: ``view[n, c, i, k] == xp[n, c, i*stride + k*dilation]``.
+    """
+    nd = spec.nd
+    span = tuple(d * (k - 1) + 1 for d, k in zip(spec.dilation, spec.kernel))
+    v = sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))  # (N, C, *positions, *span)
+    out = spec.out_shape[2:]
+    sel = (slice(None), slice(None))
+    sel += tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, spec.stride))
+    sel += tuple(slice(None, None, d) for d in spec.dilation)
+    return v[sel]
+
+
+def grouped(a: np.ndarray, groups: int) -> np.ndarray:
+    """Split the channel axis (axis 1) into ``(groups, C/groups)``."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
+
+
+def accumulate_dtype(dtype: np.dtype) -> np.dtype:
+    """A wider dtype for oracle sums: float32 -> float64, complex64 -> complex128."""
+    return np.dtype(np.complex128) if dtype.kind == "c" else (np.dtype(np.int64) if dtype.kind == "i" else np.dtype(np.float64))
+
+
+def direct_at(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, index: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The direct sum at chosen output elements (used to restore non-finite outputs).
+
+    ``index`` is a tuple of integer arrays ``(n, o, *i)`` as from ``np.nonzero``; returns one value
+    per element, each the dot product of its receptive field with its filter.
+    """
+    n, o = index[0], index[1]
+    g = o // (spec.w_shape[0] // spec.groups)
+    win = windows(xp, spec)  # (N, C, *out, *k)
+    win = grouped(win, spec.groups)  # (N, G, Cg, *out, *k)
+    fields = win[(n, g, slice(None), *index[2:])]  # (E, Cg, *k)
+    filt = w[o]  # (E, Cg, *k)
+    e = len(n)
+    return np.einsum("ek,ek->e", fields.reshape(e, -1), filt.reshape(e, -1))
+
+
+def finite_fixup(out: np.ndarray, xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Put NaN/inf exactly where the direct sum has them, after a transform-based method.
+
+    A transform (FFT, Winograd) spreads one NaN over many outputs. The outputs whose receptive
+    field holds a non-finite input are recomputed directly; ``x`` and ``w`` must already have been
+    computed with their non-finite entries replaced by zeros; ``xp`` is the padded input *with*
+    its non-finite entries.
+    """
+    from . import sliding  # the window sum of the mask marks every output a non-finite input reaches
+
+    if out.dtype.kind not in "fc":
+        return out
+    bad_x = ~np.isfinite(xp)
+    if not np.isfinite(w).all():
+        touched = np.ones(out.shape, dtype=bool)
+    elif bad_x.any():
+        mask = bad_x.astype(np.float64)
+        ones = np.ones(spec.w_shape, dtype=np.float64)
+        mspec = replace(spec, pads=((0, 0),) * spec.nd, dtype=np.dtype(np.float64), padding_mode="zeros",
+                        x_shape=mask.shape)
+        touched = sliding.run(mask, ones, mspec) > 0
+    else:
+        return out
+    idx = np.nonzero(touched)
+    out[idx] = direct_at(xp, w, spec, idx)
+    return out
