@@ -395,7 +395,7 @@ def parse_signal(func: str, in1: Any, in2: Any, mode: Any, *, convolve: bool, bo
     x = a.reshape(1, 1, *a.shape)
     w = v.reshape(1, 1, *v.shape)
     nd = a.ndim
-    arrays = [x, w] + ([np.asarray(fillvalue)] if pmode == "constant" and fillvalue != 0 else [])
+    arrays = [x, w] + ([fillvalue] if pmode == "constant" and fillvalue != 0 else [])  # a Python scalar is weak (NEP 50)
     spatial = tuple(out_size(n, k, 1, 1, lo, hi) for n, k, (lo, hi) in zip(a.shape, v.shape, pads))
     spec = ConvSpec(func, x.shape, w.shape, (1,) * nd, (1,) * nd, tuple(pads), 1, pmode, fill,
                     dtype=compute_dtype(*arrays), out_shape=(1, 1, *spatial))
