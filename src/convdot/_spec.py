@@ -202,6 +202,30 @@ def check_shapes(spec: ConvSpec) -> None:
             f"(kernel {spec.kernel}, dilation {spec.dilation})")
 
 
+def parse_index(func: str, index: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One element of an output of ``shape``: an int per axis, negatives counting from the end as in NumPy.
+
+    Leading axes of size 1 may be left out: ``(i, j)`` names an element of a ``(1, 1, H, W)`` output.
+    """
+    if isinstance(index, np.ndarray):
+        index = index.tolist()
+    if isinstance(index, numbers.Integral) and not isinstance(index, (bool, np.bool_)):
+        index = (index,)
+    if not isinstance(index, Sequence) or isinstance(index, str):
+        raise TypeError(f"{func}: index must be an int or a tuple of ints, got {index!r}")
+    idx = tuple(_int(func, "index", i) for i in index)
+    skip = len(shape) - len(idx)
+    if skip < 0 or any(n != 1 for n in shape[:skip]):
+        raise ValueError(f"{func}: index {idx} must have {len(shape)} entries, one per axis of the output "
+                         f"(shape {shape}; leading axes of size 1 may be left out)")
+    full = (0,) * skip + idx
+    for axis, (i, n) in enumerate(zip(full, shape)):
+        if not -n <= i < n:
+            raise ValueError(f"{func}: index {idx} is out of range for the output of shape {shape}: "
+                             f"axis {axis} has size {n}, so its index must be in [{-n}, {n - 1}], got {i}")
+    return tuple(i % n for i, n in zip(full, shape))
+
+
 # --------------------------------------------------------------------------- PyTorch dialect
 
 
