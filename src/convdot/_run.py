@@ -35,7 +35,8 @@ def execute(parsed: Parsed, method: str) -> np.ndarray:
     name = resolve(parsed, method)
     spec = parsed.spec
     x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
-    out = ALGORITHMS[name].run(x, parsed.w, spec)
+    with np.errstate(invalid="ignore"):  # inf - inf and 0 * inf are NaN by definition, not a surprise
+        out = ALGORITHMS[name].run(x, parsed.w, spec)
     if parsed.crop is not None and any(lo or hi for lo, hi in parsed.crop):
         out = out[(slice(None), slice(None), *(slice(lo, o - hi) for (lo, hi), o in zip(parsed.crop, out.shape[2:])))]
     if parsed.bias is not None:
