@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
 from hypothesis import given
-from hypothesis import strategies as st
-from strategies import conv_problems
 
 import convdot
+from conftest import assert_close
+from strategies import conv_problems
 
 FAST = [m for m in convdot.METHODS if m != "reference"]
 
@@ -53,7 +52,7 @@ def test_transposed_method_matches_reference(method, problem):
 @pytest.mark.parametrize("method", convdot.METHODS)
 @given(problem=conv_problems(dtypes=("int8", "int16", "uint8", "bool")))
 def test_integers_are_exact(method, problem):
-    x, w, bias, kwargs = problem
+    x, w, _, kwargs = problem
     expected = _exact(x, w, kwargs)
     try:
         out = convdot.conv(x, w, method=method, **kwargs)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from strategies import conv_problems
 
 import convdot
+from conftest import assert_close
+from strategies import conv_problems
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TORCH_CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -78,7 +78,7 @@ def test_padding_same_matches_torch(nd, dilation, rng):
     w = rng.standard_normal((4, 3, *[2, 3, 4][:nd]))
     ours = OURS[nd](x, w, padding="same", dilation=dilation)
     theirs = TORCH_CONV[nd](torch.from_numpy(x), torch.from_numpy(w), padding="same", dilation=dilation).numpy()
-    assert ours.shape == x.shape[:1] + (4,) + x.shape[2:]
+    assert ours.shape == (x.shape[0], 4, *x.shape[2:])
     assert_close(ours, theirs, 10.0)
 
 

@@ -249,7 +249,8 @@ def _conv_arrays(func: str, x: Any, weight: Any, bias: Any, nd: int | None, grou
     wform = "(C_in, C_out/groups, *k)" if transposed else "(C_out, C_in/groups, *k)"
     if nd is None:
         if w.ndim < 3:
-            raise ValueError(f"{func}: weight must have shape {wform} with at least one spatial axis, got shape {w.shape}")
+            raise ValueError(f"{func}: weight must have shape {wform} with at least one spatial axis, "
+                             f"got shape {w.shape}")
         nd = w.ndim - 2
     elif w.ndim != nd + 2:
         raise ValueError(f"{func}: weight must be {nd + 2}-D {wform}, got shape {w.shape}")
@@ -300,8 +301,8 @@ def parse_conv(func: str, x: Any, weight: Any, bias: Any = None, stride: Any = 1
     if c_out % groups:
         raise ValueError(f"{func}: groups={groups} must divide the {c_out} output channels of weight (shape {w.shape})")
     if cg * groups != c_in:
-        raise ValueError(f"{func}: weight has {cg} input channels per group but x has {c_in} channels (groups={groups}); "
-                         f"weight.shape[1] must be {c_in // groups}")
+        raise ValueError(f"{func}: weight has {cg} input channels per group but x has {c_in} channels "
+                         f"(groups={groups}); weight.shape[1] must be {c_in // groups}")
     _check_bias(func, b, c_out)
     pads = parse_padding(func, padding, nd, w.shape[2:], dilation, stride)
     padding_mode = _check_pad_mode(func, padding_mode, x4.shape[2:], pads)
@@ -385,7 +386,8 @@ def parse_signal(func: str, in1: Any, in2: Any, mode: Any, *, convolve: bool, bo
     if two_d and not (a.ndim == v.ndim == 2):
         raise ValueError(f"{func}: in1 and in2 must both be 2-D arrays, got shapes {a.shape} and {v.shape}")
     if a.ndim != v.ndim:
-        raise ValueError(f"{func}: in1 and in2 must have the same number of dimensions, got shapes {a.shape} and {v.shape}")
+        raise ValueError(f"{func}: in1 and in2 must have the same number of dimensions, "
+                         f"got shapes {a.shape} and {v.shape}")
     if mode not in _MODES:
         raise ValueError(f"{func}: mode must be 'full', 'same' or 'valid', got {mode!r}")
     if boundary not in _BOUNDARIES:
@@ -419,7 +421,8 @@ def parse_signal(func: str, in1: Any, in2: Any, mode: Any, *, convolve: bool, bo
     x = a.reshape(1, 1, *a.shape)
     w = v.reshape(1, 1, *v.shape)
     nd = a.ndim
-    arrays = [x, w] + ([fillvalue] if pmode == "constant" and fillvalue != 0 else [])  # a Python scalar is weak (NEP 50)
+    # A Python scalar fillvalue is weak (NEP 50): 2.5 keeps float32 input float32.
+    arrays = [x, w] + ([fillvalue] if pmode == "constant" and fillvalue != 0 else [])
     spatial = tuple(out_size(n, k, 1, 1, lo, hi) for n, k, (lo, hi) in zip(a.shape, v.shape, pads))
     spec = ConvSpec(func, x.shape, w.shape, (1,) * nd, (1,) * nd, tuple(pads), 1, pmode, fill,
                     dtype=compute_dtype(*arrays), out_shape=(1, 1, *spatial))

@@ -53,7 +53,8 @@ def demo_text(layer: tuple[int, int, int, int] = (1, 32, 28, 28)) -> str:
     w_row = B2.reshape(1, 9)
     y = w_row @ x_col
     out.append("Each column of X_col is one 3x3 window of the 5x5 image A, flattened; W_row is B2 flattened.")
-    out.append(side_by_side([grid(w_row), grid(x_col), grid(y)], ["@", "="], ["W_row (1x9)", "X_col (9x9)", "W_row @ X_col"]))
+    out.append(side_by_side([grid(w_row), grid(x_col), grid(y)], ["@", "="],
+                            ["W_row (1x9)", "X_col (9x9)", "W_row @ X_col"]))
     im2col = conv2d(A[None, None], B2[None, None], method="im2col")[0, 0]
     out.append("reshaped to 3x3 this is convdot.conv2d(A, B2, method='im2col'):\n" + "\n".join(grid(im2col)))
     out.append(f"its first element, {int(y[0, 0])}, is the window A3 above: the same {total}.")
@@ -67,7 +68,8 @@ def demo_text(layer: tuple[int, int, int, int] = (1, 32, 28, 28)) -> str:
     out.append(f"convdot.correlate2d(A3, B2, 'valid') = [[{int(correlate2d(A3, B2, 'valid')[0, 0])}]]   "
                "(no flip: what CNN layers compute)")
     out.append(f"They differ ({total} vs {conv_val}) because B2 is not symmetric under a 180-degree rotation; "
-               "CNN frameworks call\ncross-correlation 'convolution' -- the learned kernel would simply be learned flipped.")
+               "CNN frameworks call\ncross-correlation 'convolution' -- "
+               "the learned kernel would simply be learned flipped.")
 
     out.append(_section("5. The 5x5 example with the symmetric kernel B"))
     c5 = convolve2d(A, B, "valid")
@@ -89,7 +91,8 @@ def demo_text(layer: tuple[int, int, int, int] = (1, 32, 28, 28)) -> str:
                f"{layer_out - 1} == {int(np.dot(x.ravel(), w.ravel()))}")
 
     n, c, h, wd = layer
-    out.append(_section(f"7. Every formulation agrees on a CNN layer (N={n}, {c}->{c} channels, {h}x{wd}, 3x3, padding 1, float32)"))
+    out.append(_section(f"7. Every formulation agrees on a CNN layer "
+                        f"(N={n}, {c}->{c} channels, {h}x{wd}, 3x3, padding 1, float32)"))
     xl = rng.standard_normal((n, c, h, wd)).astype(np.float32)
     wl = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
     t0 = time.perf_counter()

@@ -144,20 +144,26 @@ def conv_transpose(x: Any, weight: Any, bias: Any = None, stride: Any = 1, paddi
 
 
 def conv_transpose1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> np.ndarray:
-    p = parse_conv_transpose("conv_transpose1d", x, weight, bias, stride, padding, output_padding, groups, dilation, nd=1)
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
+                     method: str = "auto") -> np.ndarray:
+    p = parse_conv_transpose("conv_transpose1d", x, weight, bias, stride, padding, output_padding, groups, dilation,
+                             nd=1)
     return execute(p, parse_method("conv_transpose1d", method))
 
 
 def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> np.ndarray:
-    p = parse_conv_transpose("conv_transpose2d", x, weight, bias, stride, padding, output_padding, groups, dilation, nd=2)
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
+                     method: str = "auto") -> np.ndarray:
+    p = parse_conv_transpose("conv_transpose2d", x, weight, bias, stride, padding, output_padding, groups, dilation,
+                             nd=2)
     return execute(p, parse_method("conv_transpose2d", method))
 
 
 def conv_transpose3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> np.ndarray:
-    p = parse_conv_transpose("conv_transpose3d", x, weight, bias, stride, padding, output_padding, groups, dilation, nd=3)
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
+                     method: str = "auto") -> np.ndarray:
+    p = parse_conv_transpose("conv_transpose3d", x, weight, bias, stride, padding, output_padding, groups, dilation,
+                             nd=3)
     return execute(p, parse_method("conv_transpose3d", method))
 
 

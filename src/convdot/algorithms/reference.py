@@ -19,7 +19,7 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     acc_t = accumulate_dtype(spec.dtype)
     xp = pad(x, spec).astype(acc_t, copy=False)
     wk = np.asarray(w, dtype=acc_t)
-    n, c_out = spec.out_shape[:2]
+    c_out = spec.out_shape[1]
     cg, cog = spec.w_shape[1], c_out // spec.groups
     out = np.zeros(spec.out_shape, dtype=acc_t)
     for pos in np.ndindex(*spec.out_shape[2:]):
