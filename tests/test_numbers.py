@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal as ss
-from conftest import assert_close
 
 import convdot
+from conftest import assert_close
 
 
 @pytest.mark.parametrize("dtype, expected", [("float32", "float32"), ("float64", "float64"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal as ss
-from conftest import assert_close
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convdot
+from conftest import assert_close
 
 MODES = ("full", "same", "valid")
 SIGNAL_METHODS = ("auto", "direct", "fft", *convdot.METHODS)
