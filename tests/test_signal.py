@@ -95,3 +95,13 @@ def test_valid_with_larger_second_input_swaps_like_scipy():
     for name in ("correlate2d", "convolve2d"):
         np.testing.assert_allclose(getattr(convdot, name)(a[None], b[None], "valid"),
                                    getattr(ss, name)(a[None], b[None], "valid"))
+
+
+def test_valid_swap_ignores_fillvalue_regression():
+    """correlate2d(a, b, 'valid', fillvalue=2.5) with b larger gave [[-0.2497, 1.584]] instead of SciPy's
+    [[0.0805, -0.0166]]: the padding standing in for SciPy's input swap was filled with fillvalue."""
+    a = np.array([[0.12573022]])
+    b = np.array([[-0.13210486, 0.64042265]])
+    for name in ("correlate2d", "convolve2d"):
+        np.testing.assert_allclose(getattr(convdot, name)(a, b, "valid", fillvalue=2.5),
+                                   getattr(ss, name)(a, b, "valid", fillvalue=2.5))

@@ -202,6 +202,13 @@ def check_shapes(spec: ConvSpec) -> None:
             f"(kernel {spec.kernel}, dilation {spec.dilation})")
 
 
+def parse_flag(func: str, name: str, value: Any) -> bool:
+    """A True/False option (``flip``, ``convolve``): a stray string or number is a mistake, not a truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def parse_index(func: str, index: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     """One element of an output of ``shape``: an int per axis, negatives counting from the end as in NumPy.
 
@@ -416,13 +423,14 @@ def parse_signal(func: str, in1: Any, in2: Any, mode: Any, *, convolve: bool, bo
             # Output i is full-output index i + start; SciPy centres correlate2d on the flipped kernel.
             start = n2 // 2 if (two_d and not convolve) else (n2 - 1) // 2
             pads.append((n2 - 1 - start, start))
+    # 'valid' pads only where SciPy swaps the inputs, and the swapped call reads no boundary.
     pmode = "constant" if mode == "valid" else _BOUNDARIES[boundary]
-    fill = fillvalue if pmode == "constant" else 0
+    fill = fillvalue if pmode == "constant" and mode != "valid" else 0
     x = a.reshape(1, 1, *a.shape)
     w = v.reshape(1, 1, *v.shape)
     nd = a.ndim
     # A Python scalar fillvalue is weak (NEP 50): 2.5 keeps float32 input float32.
-    arrays = [x, w] + ([fillvalue] if pmode == "constant" and fillvalue != 0 else [])
+    arrays = [x, w] + ([fill] if fill != 0 else [])
     spatial = tuple(out_size(n, k, 1, 1, lo, hi) for n, k, (lo, hi) in zip(a.shape, v.shape, pads))
     spec = ConvSpec(func, x.shape, w.shape, (1,) * nd, (1,) * nd, tuple(pads), 1, pmode, fill,
                     dtype=compute_dtype(*arrays), out_shape=(1, 1, *spatial))
