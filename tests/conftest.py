@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,9 +19,12 @@ TOL: dict[str, tuple[float, float]] = {
     "int64": (0.0, 0.0),
 }
 
-settings.register_profile("default", deadline=None, max_examples=40,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile("default")
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("default", max_examples=40, **_COMMON)
+# CI explores the same examples every run, so a landing never hangs on luck; "deep" is for hunting bugs.
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, print_blob=True, **_COMMON)
+settings.register_profile("deep", max_examples=600, **_COMMON)
+settings.load_profile(os.environ.get("CONVDOT_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float = 1.0, dtype=None) -> None:
