@@ -409,8 +409,13 @@ def parse_signal(func: str, in1: Any, in2: Any, mode: Any, *, convolve: bool, bo
         if not (all(n1 >= n2 for n1, n2 in zip(a.shape, v.shape)) or all(n2 >= n1 for n1, n2 in zip(a.shape, v.shape))):
             raise ValueError(f"{func}: for mode='valid' one input must be at least as large as the other in every "
                              f"dimension, got shapes {a.shape} and {v.shape}")
+    swapped = mode == "valid" and any(n2 > n1 for n1, n2 in zip(a.shape, v.shape))
     if convolve:
         v = v[(slice(None, None, -1),) * v.ndim]
+    elif two_d and swapped and (a.dtype.kind == "c" or v.dtype.kind == "c"):
+        # SciPy's correlate2d undoes its input swap by reversing the output without conjugating it,
+        # so for complex input it returns the conjugate of the correlation: conj(in1) with in2.
+        a = np.conj(a)
     elif v.dtype.kind == "c":
         v = np.conj(v)
     pads = []
