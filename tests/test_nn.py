@@ -71,6 +71,7 @@ def test_conv_transpose_matches_torch(problem, method):
     assert_close(ours, theirs, _scale(x, w, bias, kwargs, convdot.conv_transpose))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's own note
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_padding_same_matches_torch(nd, dilation, rng):
