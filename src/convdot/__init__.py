@@ -6,6 +6,7 @@ kernel -- the dot product of the two flattened; all windows at once are one matr
 
 from ._spec import METHODS
 from .compare import Comparison, compare
+from .grad import conv_backward, conv_backward1d, conv_backward2d, conv_backward3d
 from .nn import (
     conv,
     conv1d,
@@ -31,6 +32,10 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_backward",
+    "conv_backward1d",
+    "conv_backward2d",
+    "conv_backward3d",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",
