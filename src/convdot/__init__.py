@@ -6,6 +6,7 @@ kernel -- the dot product of the two flattened; all windows at once are one matr
 
 from ._spec import METHODS
 from .compare import Comparison, compare
+from .explain import Trace, animate, explain, explain2d
 from .grad import conv_backward, conv_backward1d, conv_backward2d, conv_backward3d
 from .nn import (
     conv,
@@ -26,7 +27,9 @@ __all__ = [
     "METHODS",
     "Comparison",
     "Plan",
+    "Trace",
     "__version__",
+    "animate",
     "compare",
     "conv",
     "conv1d",
@@ -44,5 +47,7 @@ __all__ = [
     "convolve2d",
     "correlate",
     "correlate2d",
+    "explain",
+    "explain2d",
     "plan",
 ]

@@ -202,6 +202,25 @@ def check_shapes(spec: ConvSpec) -> None:
             f"(kernel {spec.kernel}, dilation {spec.dilation})")
 
 
+def parse_bare_layer(func: str, x: Any, weight: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Let a plain signal/image and kernel stand for a one-channel layer (explain's convenience).
+
+    ``x`` and ``weight`` of the same rank 1 or 2 become ``(1, *n)`` and ``(1, 1, *k)``; an ``x``
+    without a channel axis under a weight with one input channel becomes ``(1, *n)``; anything else
+    is returned as it is, for :func:`parse_conv` to judge. The flag is True when both were bare.
+    """
+    xa = as_array(func, "x", x)
+    wa = as_array(func, "weight", weight)
+    if wa.ndim in (1, 2) and xa.ndim == wa.ndim:
+        return xa[None], wa[None, None], True  # (1, *n), (1, 1, *k)
+    if wa.ndim >= 3 and xa.ndim == wa.ndim - 2 and wa.shape[1] == 1:
+        return xa[None], wa, False  # (1, *n): one channel, unbatched
+    if xa.ndim in (1, 2) and wa.ndim in (1, 2):
+        raise ValueError(f"{func}: a bare signal or image and its kernel must have the same number of dimensions, "
+                         f"got x of shape {xa.shape} and weight of shape {wa.shape}")
+    return xa, wa, False
+
+
 def parse_flag(func: str, name: str, value: Any) -> bool:
     """A True/False option (``flip``, ``convolve``): a stray string or number is a mistake, not a truth value."""
     if not isinstance(value, (bool, np.bool_)):
