@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 #: Every formulation convdot implements, slowest and most literal first.
-METHODS: tuple[str, ...] = ("reference", "sliding", "im2col", "fft")
+METHODS: tuple[str, ...] = ("reference", "sliding", "im2col", "fft", "winograd")
 
 #: padding_mode names of the PyTorch dialect and the numpy.pad mode each one means.
 PAD_MODES = {

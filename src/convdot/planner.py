@@ -1,72 +1,401 @@
-"""Which method ``method="auto"`` takes for a problem, and why.
+"""Which method ``method="auto"`` takes for a problem, with what parameters, and why.
 
-For now a rule on the problem's shape, dtype and values (the speed work replaces it with a
-measured cost model): exact integer sums and non-finite inputs take a direct method; large kernels
-at stride 1 take the FFT, whose cost does not grow with the kernel; everything else takes im2col,
-whose GEMM runs at BLAS speed.
+The cost model is data plus one function. :data:`COUNTS` says, for each method, how much of each
+kind of work a problem takes (flops through a BLAS GEMM, flops in FFTs, bytes moved by NumPy
+passes or by compiled kernels, Python-level calls); :data:`MACHINE` holds how fast this kind of
+machine does each kind of work, measured on the machine and date it names; :func:`estimate` is
+the sum of ``count / rate``. ``convdot tune`` re-measures the rates on the machine it runs on and,
+for a given problem, times the candidates and caches the winner, which ``auto`` then takes over
+the model's guess (see :mod:`convdot.tuning`).
+
+Rules the model never overrides: integer inputs take an exact direct method; inputs holding NaN
+or inf never take a transform (FFT, Winograd), which would spread them; a method whose
+``unsupported()`` gives a reason is never chosen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 
-from ._spec import ConvSpec
+from . import _threads
+from ._spec import METHODS, ConvSpec
+from .algorithms import ALGORITHMS
 
-#: Kernel volume from which the FFT beats im2col at stride 1 (2 cores, NumPy/OpenBLAS, 2026-11-24).
-FFT_MIN_TAPS = 64
+#: Per-machine rates, and where and when they were measured (``convdot tune`` replaces them with
+#: this machine's own, cached). Units: ``gemm`` float32 flop/s in a large BLAS GEMM using every
+#: CPU; ``fft`` flop/s of ``scipy.fft`` (5 n log2 n per complex transform of n points); ``numpy``
+#: bytes/s an element-wise NumPy pass or copy moves; ``jit`` bytes/s the compiled Winograd
+#: transforms read plus write using every CPU; ``direct`` multiply-adds/s of the compiled direct
+#: kernel; ``int`` integer multiply-adds/s of NumPy's non-BLAS loops; ``calls`` Python-level NumPy
+#: calls per second.
+MACHINE: dict[str, Any] = {
+    "machine": "AMD EPYC (Zen 3), 2 vCPUs, AVX2, KVM guest; NumPy 2.4 with OpenBLAS 0.3.31",
+    "measured": "2026-11-24, convdot.tuning.measure_constants",
+    "rates": {
+        "gemm": 1.4e11,
+        "fft": 4.0e9,
+        "numpy": 3.0e9,
+        "jit": 6.0e9,
+        "direct": 8.0e9,
+        "int": 1.5e9,
+        "calls": 2.0e5,
+    },
+}
+
+#: Relative cost of a flop in each compute dtype (complex: 4 real multiplies per product).
+DTYPE_FLOP_COST = {"float32": 1.0, "float64": 2.0, "complex64": 4.0, "complex128": 8.0, "int64": 1.0}
+
+#: Methods that evaluate the direct sum (SciPy's method='direct', and exact integer sums).
+DIRECT_METHODS = ("im2col", "sliding", "reference")
+
+#: Methods that go through a transform and so spread NaN/inf over many outputs.
+TRANSFORM_METHODS = ("fft", "winograd")
+
+
+# --------------------------------------------------------------------------- counts per method
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def _gemm(spec: ConvSpec, flops: float) -> dict[str, float]:
+    """GEMM flops in float32 units, or integer multiply-adds for exact problems."""
+    if spec.is_exact:
+        return {"int": flops / 2}
+    return {"gemm": flops * DTYPE_FLOP_COST[spec.dtype.name]}
+
+
+def _windows_bytes(spec: ConvSpec) -> float:
+    """Bytes of every receptive field copied once: ``N * C * prod(out) * prod(k)`` elements."""
+    n, c = spec.x_shape[:2]
+    return float(n * c * _size(spec.out_shape[2:]) * _size(spec.kernel) * spec.dtype.itemsize)
+
+
+def _io_bytes(spec: ConvSpec) -> float:
+    return float((_size(spec.x_shape) + _size(spec.out_shape)) * spec.dtype.itemsize)
+
+
+def counts_reference(spec: ConvSpec, params: dict) -> dict[str, float]:
+    """One small matrix multiply per output position, kernel tap and group, in Python loops."""
+    loops = _size(spec.out_shape[2:]) * _size(spec.kernel) * spec.groups
+    return {"calls": 4.0 * loops, **_gemm(spec, 4.0 * spec.macs)}
+
+
+def counts_im2col(spec: ConvSpec, params: dict) -> dict[str, float]:
+    """Columns copied once (none for an unpadded 1x1 stride-1 layer), then one GEMM per block."""
+    pointwise = all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride) and \
+        not any(lo or hi for lo, hi in spec.pads)
+    copy = 0.0 if pointwise else 2 * _windows_bytes(spec)
+    return {"numpy": copy + _io_bytes(spec), "calls": 20.0, **_gemm(spec, 2.0 * spec.macs)}
+
+
+def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
+    """Windows path: einsum copies the windows and runs a GEMM. Direct path: one pass per tap."""
+    cost = getattr(ALGORITHMS["sliding"], "cost", None)
+    info = cost(spec) if cost is not None else {"path": 0.0, "jit": 0.0, "passes": 1.0}
+    out_bytes = float(_size(spec.out_shape) * spec.dtype.itemsize)
+    if info.get("path"):
+        if info.get("jit"):
+            return {"direct": float(spec.macs) * DTYPE_FLOP_COST.get(spec.dtype.name, 1.0),
+                    "numpy": _io_bytes(spec), "calls": 50.0}
+        # each pass multiplies one shifted slice and adds it into a cache-sized block of outputs
+        passes = info.get("passes", 1.0)
+        out_elems = float(_size(spec.out_shape))
+        return {"numpy": 2 * passes * out_bytes + _io_bytes(spec), "calls": passes * max(1.0, out_elems / (1 << 15))}
+    return {"numpy": 2 * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0, **_gemm(spec, 2.0 * spec.macs)}
+
+
+def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
+    """Forward transforms of every input and filter plane, a complex GEMM per frequency, inverse transforms."""
+    n, c = spec.x_shape[:2]
+    c_out, cg = spec.out_shape[1], spec.w_shape[1]
+    real = spec.dtype.kind != "c"
+    shape = [sfft.next_fast_len(p, real=real) for p in spec.padded_shape]
+    points = _size(tuple(shape))
+    planes = n * c + c_out * cg + n * c_out
+    flops = planes * 5.0 * points * math.log2(max(points, 2)) * (0.5 if real else 1.0)
+    freqs = points * (0.5 if real else 1.0)
+    wide = 2.0 if spec.dtype.itemsize >= 8 or spec.is_exact else 1.0  # float64 transforms
+    item = 8.0 * wide  # bytes of one complex number
+    return {"fft": flops * wide, "gemm": 8.0 * n * c_out * cg * freqs * wide,
+            "numpy": 4.0 * planes * freqs * item, "calls": 30.0}
+
+
+def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
+    """Tiles transformed, one GEMM per transform point, products transformed back.
+
+    With the compiled kernels, the input is read once and the transformed tiles written once
+    (likewise back); the NumPy path makes about four passes over the transformed tiles each way.
+    """
+    from .algorithms import winograd
+
+    m = params.get("tile", 2)
+    n, c = spec.x_shape[:2]
+    c_out, cg = spec.out_shape[1], spec.w_shape[1]
+    tiles = n * _size(winograd.tile_grid(spec, m))
+    points = (m + 2) ** spec.nd
+    item = spec.dtype.itemsize
+    tx = float(tiles * points * (c + c_out) * item)  # transformed input + products
+    if cg == 1:
+        counts = {"numpy": 3.0 * tiles * points * c_out * item}
+    else:
+        counts = _gemm(spec, 2.0 * points * tiles * c_out * cg)
+    if params.get("backend") == "jit":
+        counts["jit"] = tx + _io_bytes(spec)
+        counts["calls"] = 60.0 * len(winograd.blocks(spec, m, params.get("block", 1)))
+    else:
+        counts["numpy"] = counts.get("numpy", 0.0) + 4.0 * tx + 3.0 * _io_bytes(spec)
+        counts["calls"] = (20.0 + 6 * spec.nd) * len(winograd.blocks(spec, m, params.get("block", 1)))
+    return counts
+
+
+#: Work counts per method: ``COUNTS[method](spec, params) -> {kind: amount}``; kinds are the keys of
+#: ``MACHINE["rates"]``.
+COUNTS: dict[str, Callable[[ConvSpec, dict], dict[str, float]]] = {
+    "reference": counts_reference,
+    "sliding": counts_sliding,
+    "im2col": counts_im2col,
+    "fft": counts_fft,
+    "winograd": counts_winograd,
+}
+
+
+def estimate(counts: dict[str, float], rates: dict[str, float], threads: int = 0) -> float:
+    """Seconds a method takes: ``sum(count / rate)`` over its kinds of work.
+
+    Rates are measured using every CPU; with fewer ``threads``, the rates of convdot's own
+    parallel kernels (``jit``, ``direct``) shrink in proportion.
+    """
+    share = 1.0 if threads <= 0 else min(1.0, threads / _threads.available_cpus())
+    total = 0.0
+    for kind, amount in counts.items():
+        rate = rates[kind] * (share if kind in ("jit", "direct") else 1.0)
+        total += amount / rate
+    return total
+
+
+# --------------------------------------------------------------------------- options per method
+
+
+def options(method: str, spec: ConvSpec, threads: int) -> list[dict[str, Any]]:
+    """Parameter sets worth estimating for ``method`` (one, except Winograd's tile and back end)."""
+    if method != "winograd":
+        return [{"threads": threads}]
+    from .algorithms import winograd
+
+    return [{"tile": m, "block": winograd.default_block(spec, m), "threads": threads, "backend": b}
+            for m in winograd.tiles_for(spec) for b in winograd.backends_for(spec, auto=True)]
+
+
+def rates() -> dict[str, float]:
+    """This machine's rates: measured by ``convdot tune`` when cached, else :data:`MACHINE`'s."""
+    from . import tuning
+
+    measured = tuning.cached_rates()
+    return {**MACHINE["rates"], **(measured or {})}
+
+
+def _best_option(method: str, spec: ConvSpec, threads: int, r: dict[str, float]) -> tuple[float, dict[str, Any]]:
+    return min(((estimate(COUNTS[method](spec, p), r, threads), p) for p in options(method, spec, threads)),
+               key=lambda item: item[0])
+
+
+def parameters(method: str, spec: ConvSpec, threads: int | None = None) -> dict[str, Any]:
+    """The parameters ``method`` runs ``spec`` with: the tuned ones when cached, else the model's."""
+    from . import tuning
+
+    n = _threads.num_threads(threads, func=spec.func)
+    tuned = tuning.lookup(spec, n)
+    if tuned is not None and tuned.get("method") == method and _valid(method, spec, tuned.get("params", {})):
+        return {**tuned["params"], "threads": n}
+    return _best_option(method, spec, n, rates())[1]
+
+
+def _valid(method: str, spec: ConvSpec, params: dict) -> bool:
+    """Whether cached parameters can still run (e.g. numba may have been uninstalled since)."""
+    if method != "winograd":
+        return True
+    from .algorithms import winograd
+
+    return params.get("tile") in winograd.tiles_for(spec) and params.get("backend") in winograd.backends_for(spec) \
+        and isinstance(params.get("block"), int) and params["block"] != 0
+
+
+# --------------------------------------------------------------------------- the plan
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The method ``auto`` chose for a problem, and the reason in words."""
+    """The method ``auto`` chose for a problem, its parameters, every estimate, and why.
+
+    Attributes
+    ----------
+    method : str
+        The method chosen.
+    reason : str
+        Why, in words.
+    spec : ConvSpec
+        The canonical problem.
+    params : dict
+        How the method runs: ``threads``, and for Winograd ``tile`` (outputs per tile and axis),
+        ``block`` (images per block; negative: tile rows per block) and ``backend``.
+    estimates : dict
+        Estimated seconds for every candidate method (with its best parameters).
+    excluded : dict
+        Methods that were not candidates, and why.
+    source : str
+        "model" (the cost model chose) or "tuned" (``convdot tune`` measured this problem here).
+    """
 
     method: str
     reason: str
     spec: ConvSpec
+    params: dict = field(default_factory=dict)
+    estimates: dict = field(default_factory=dict)
+    excluded: dict = field(default_factory=dict)
+    source: str = "model"
 
     def __str__(self) -> str:
-        return f"{self.spec.func}: method={self.method!r} ({self.reason})"
+        s = self.spec
+        lines = [f"{s.func}: x {s.x_shape} {s.dtype}, weight {s.w_shape}, stride {s.stride}, padding {list(s.pads)}, "
+                 f"dilation {s.dilation}, groups {s.groups} -> {s.out_shape}",
+                 f"method: {self.method} ({_describe(self.params)})",
+                 f"why: {self.reason}"]
+        if self.estimates:
+            lines.append(f"cost model estimates ({MACHINE['machine'] if self.source == 'model' else 'tuned rates'}):")
+            for m, (secs, p) in sorted(self.estimates.items(), key=lambda kv: kv[1][0]):
+                mark = "  <- chosen" if m == self.method else ""
+                lines.append(f"  {m:<10} {_fmt_time(secs):>10}  {_describe(p)}{mark}")
+        for m, why in self.excluded.items():
+            lines.append(f"  {m:<10} {'-':>10}  not a candidate: {why}")
+        return "\n".join(lines)
 
 
-def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = False) -> Plan:
-    """Pick a method for ``spec`` (``direct_only`` for SciPy's method='direct')."""
-    taps = int(np.prod(spec.kernel))
-    if direct_only:
-        return Plan("im2col", "method='direct': the direct sum, as one matrix multiply per block", spec)
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def _describe(params: dict) -> str:
+    parts = []
+    if "tile" in params:
+        parts.append(f"F({params['tile']},3) tiles")
+    if "block" in params:
+        b = params["block"]
+        parts.append(f"{b} image{'s' if b != 1 else ''} per block" if b > 0 else f"{-b} tile rows per block")
+    if "backend" in params:
+        parts.append("compiled kernels" if params["backend"] == "jit" else "NumPy transforms")
+    if "threads" in params:
+        parts.append(f"{params['threads']} thread{'s' if params['threads'] != 1 else ''}")
+    return ", ".join(parts)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+
+
+def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = False,
+           threads: int | None = None) -> Plan:
+    """Pick a method and its parameters for ``spec`` (``direct_only`` for SciPy's method='direct').
+
+    Parameters
+    ----------
+    spec : ConvSpec
+        The canonical problem.
+    x : ndarray of shape (N, C_in, *spatial)
+        The input (checked for NaN/inf).
+    w : ndarray of shape (C_out, C_in/groups, *k)
+        The filters.
+    direct_only : bool, default False
+        Only methods that evaluate the direct sum.
+    threads : int, optional
+        Threads for convdot's own loops (default ``$CONVDOT_NUM_THREADS`` or every CPU).
+
+    Returns
+    -------
+    Plan
+    """
+    from . import tuning
+
+    n_threads = _threads.num_threads(threads, func=spec.func)
+    excluded: dict[str, str] = {}
+    finite = _all_finite(x) and _all_finite(w)
+    for m in METHODS:
+        reason = ALGORITHMS[m].unsupported(spec, x, w)
+        if reason:
+            excluded[m] = reason
+        elif direct_only and m not in DIRECT_METHODS:
+            excluded[m] = "method='direct' asks for the direct sum"
+        elif spec.is_exact and m not in DIRECT_METHODS:
+            excluded[m] = "integer input is summed exactly in int64 by a direct method"
+        elif not finite and m in TRANSFORM_METHODS:
+            excluded[m] = "input holds NaN or inf: a transform would spread them; the direct sum keeps them in place"
+    r = rates()
+    estimates = {m: _best_option(m, spec, n_threads, r) for m in METHODS if m not in excluded}
+    tuned = tuning.lookup(spec, n_threads)
+    usable = tuned is not None and tuned.get("method") in estimates
+    if usable and _valid(tuned["method"], spec, tuned.get("params", {})):
+        method = tuned["method"]
+        params = {**tuned["params"], "threads": n_threads}
+        reason = f"fastest when measured by `convdot tune` on this machine ({tuned.get('measured', 'date unknown')})"
+        return Plan(method, reason, spec, params, estimates, excluded, "tuned")
+    method = min(estimates, key=lambda m: estimates[m][0])
+    secs, params = estimates[method]
+    others = sorted((v[0], m) for m, v in estimates.items() if m != method)
+    reason = f"lowest estimated time, {_fmt_time(secs)}"
+    if others:
+        reason += f" ({others[0][0] / secs:.1f}x faster than the next, {others[0][1]})"
     if spec.is_exact:
-        return Plan("im2col", "integer input: summed exactly in int64 by the direct method", spec)
-    if not (np.isfinite(x).all() and np.isfinite(w).all()):
-        return Plan("im2col", "input holds NaN or inf: a transform would spread them, the direct sum keeps them in place", spec)
-    if all(s == 1 for s in spec.stride) and taps >= FFT_MIN_TAPS:
-        return Plan("fft", f"stride 1 and a kernel of {taps} taps >= {FFT_MIN_TAPS}: the FFT's cost does not grow with the kernel", spec)
-    return Plan("im2col", f"kernel of {taps} taps{'' if all(s == 1 for s in spec.stride) else ' with stride'}: "
-                "windows as columns and one GEMM at BLAS speed", spec)
+        reason += "; integer input: summed exactly in int64"
+    elif not finite:
+        reason += "; input holds NaN or inf, so no transform method"
+    elif direct_only:
+        reason += "; method='direct'"
+    return Plan(method, reason, spec, params, estimates, excluded, "model")
 
 
 def plan(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-         groups: int = 1, *, padding_mode: str = "zeros") -> Plan:
+         groups: int = 1, *, padding_mode: str = "zeros", threads: int | None = None) -> Plan:
     """Which method ``conv(..., method="auto")`` would take for this call, and why.
 
     Parameters
     ----------
     x, weight, bias, stride, padding, dilation, groups, padding_mode
         Exactly as for :func:`convdot.conv`.
+    threads : int, optional
+        Threads for convdot's own loops (default ``$CONVDOT_NUM_THREADS`` or every CPU).
 
     Returns
     -------
     Plan
-        ``plan.method`` is the method chosen, ``plan.reason`` says why.
+        ``plan.method`` is the method chosen, ``plan.params`` how it runs, ``plan.estimates`` the
+        cost model's time for every candidate, ``plan.reason`` why; ``print(plan)`` shows it all.
+
+    Notes
+    -----
+    Each estimate is ``sum over kinds of work of count / rate`` (:func:`estimate`), with counts
+    from :data:`COUNTS` and rates from ``convdot tune``'s cache or :data:`MACHINE`.
 
     Examples
     --------
     >>> import numpy as np, convdot
-    >>> convdot.plan(np.ones((1, 3, 32, 32)), np.ones((8, 3, 3, 3))).method
-    'im2col'
+    >>> p = convdot.plan(np.ones((1, 3, 32, 32)), np.ones((8, 3, 3, 3)), np.full(8, np.nan))
+    >>> p.method in convdot.METHODS and p.method != "reference"
+    True
+    >>> convdot.plan(np.full((1, 1, 8, 8), np.nan), np.ones((1, 1, 3, 3))).method in ("im2col", "sliding")
+    True
     """
     from ._spec import parse_conv
 
     p = parse_conv("plan", x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return choose(p.spec, p.x, p.w)
+    return choose(p.spec, p.x, p.w, threads=threads)

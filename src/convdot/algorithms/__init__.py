@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import fft, im2col, reference, sliding
+from . import fft, im2col, reference, sliding, winograd
 
 ALGORITHMS: dict[str, ModuleType] = {
     "reference": reference,
     "sliding": sliding,
     "im2col": im2col,
     "fft": fft,
+    "winograd": winograd,
 }

@@ -1,0 +1,73 @@
+"""How many threads convdot's own loops use, and the pool they run on.
+
+The count is, in order: an explicit ``threads=`` argument, the ``CONVDOT_NUM_THREADS`` environment
+variable, the CPUs this process may run on. It governs convdot's thread pool (the Winograd
+transforms, blocks of images); the BLAS inside ``np.matmul`` keeps its own setting
+(``OPENBLAS_NUM_THREADS`` and friends). Work is split only where the pieces release the GIL
+(compiled kernels, large NumPy operations, ``np.matmul``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+ENV = "CONVDOT_NUM_THREADS"
+
+T = TypeVar("T")
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_lock = threading.Lock()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def num_threads(threads: Any = None, *, func: str = "convdot") -> int:
+    """Resolve a thread count: ``threads`` if given, else ``$CONVDOT_NUM_THREADS``, else the CPUs.
+
+    Raises ValueError naming ``func`` for a count that is not a positive integer.
+    """
+    if threads is None:
+        env = os.environ.get(ENV, "").strip()
+        if not env:
+            return available_cpus()
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"{func}: environment variable {ENV} must be a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"{func}: environment variable {ENV} must be a positive integer, got {env!r}")
+        return value
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"{func}: threads must be an int or None, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"{func}: threads must be >= 1, got {threads}")
+    return threads
+
+
+def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into at most ``parts`` contiguous, non-empty, near-equal ranges."""
+    parts = max(1, min(parts, hi - lo))
+    edges = [lo + (hi - lo) * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def run_parallel(fn: Callable[..., T], jobs: Sequence[tuple], threads: int) -> list[T]:
+    """``[fn(*job) for job in jobs]``, on a shared pool of ``threads`` workers when threads > 1."""
+    if threads <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    with _lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="convdot")
+    return list(pool.map(lambda job: fn(*job), jobs))

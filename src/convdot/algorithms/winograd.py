@@ -1,0 +1,369 @@
+"""Winograd minimal filtering: F(2,3) and F(4,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
+
+A tile of ``m`` outputs along an axis needs ``a = m + 2`` inputs. With the transforms ``B^T``
+(``a x a``), ``G`` (``a x 3``) and ``A^T`` (``m x a``) of Lavin & Gray (2016), the correlation of
+one input tile ``d`` with one kernel ``g`` is, per axis,
+
+    y = A^T [ (G g) * (B^T d) ]          (``*`` element-wise, ``a`` products instead of ``3 m``)
+
+and in ``nd`` dimensions the transforms act along every axis (``a**nd`` products for ``m**nd``
+outputs). Because the transforms are linear, the sum over input channels moves inside: with
+``U[p] = G g G^T`` per filter and ``V[p] = B^T d B`` per input tile, every transform point ``p`` is
+one matrix multiply ``M[p] = U[p] @ V[p]`` of shape ``(C_out, C_in) @ (C_in, tiles)``, and
+``out = A^T M A`` per tile. F(2,3) does 2.25x fewer multiplications than the direct sum in 2-D,
+F(4,3) 4x.
+
+Two back ends compute the same thing: compiled kernels (numba, the ``convdot[fast]`` extra; 2-D
+float32/float64) that read the input once and write the transformed tiles once, and a pure NumPy
+path for every dtype and rank. The transformed kernel ``U`` is cached per weight array.
+
+Rounding: the transforms amplify rounding error (entries of ``B^T`` and ``A^T`` up to 5 and 8).
+Measured in float32 against ``reference`` on standard-normal data, as ``max |error| / scale`` with
+``scale = conv(|x|, |w|)``: F(2,3) <= 1.4e-6 (one input channel), <= 5e-7 (4+ channels); F(4,3)
+3.6e-5 with one input channel -- over the 1e-5 float32 tolerance -- and <= 3.3e-6 from 4 channels,
+<= 2e-6 from 16. So float32 and complex64 use F(4,3) only from :data:`F43_MIN_CHANNELS` input
+channels per group; float64 errors are these times 2e-9, far inside its tolerance.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import reduce
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import _threads
+from .._spec import PAD_MODES, ConvSpec
+from ._common import finite_fixup, pad
+
+#: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
+#: plus the point at infinity.
+TRANSFORMS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+    2: (np.array([[1, 1, 1, 0],
+                  [0, 1, -1, -1]], dtype=float),
+        np.array([[1, 0, 0],
+                  [1 / 2, 1 / 2, 1 / 2],
+                  [1 / 2, -1 / 2, 1 / 2],
+                  [0, 0, 1]]),
+        np.array([[1, 0, -1, 0],
+                  [0, 1, 1, 0],
+                  [0, -1, 1, 0],
+                  [0, 1, 0, -1]], dtype=float)),
+    4: (np.array([[1, 1, 1, 1, 1, 0],
+                  [0, 1, -1, 2, -2, 0],
+                  [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]], dtype=float),
+        np.array([[1 / 4, 0, 0],
+                  [-1 / 6, -1 / 6, -1 / 6],
+                  [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6],
+                  [0, 0, 1]]),
+        np.array([[4, 0, -5, 0, 1, 0],
+                  [0, -4, -4, 1, 1, 0],
+                  [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0],
+                  [0, 2, -1, -2, 1, 0],
+                  [0, 4, 0, -5, 0, 1]], dtype=float)),
+}
+
+#: Output tile sizes, smallest first.
+TILES: tuple[int, ...] = (2, 4)
+
+#: float32/complex64 take F(4,3) only with at least this many input channels per group (see above).
+F43_MIN_CHANNELS = 8
+
+#: Set to "0" to never use the compiled kernels (e.g. to compare the two back ends).
+JIT_ENV = "CONVDOT_JIT"
+
+#: The planner offers the compiled kernels from this many multiply-adds of the direct sum: below,
+#: importing numba (about 0.3 s, once per process) costs more than the kernels save.
+JIT_MIN_MACS = 1 << 25
+
+_KERNEL_CACHE_ENTRIES = 32
+_KERNEL_CACHE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Params:
+    """How to run one problem: tile size ``m``, images per block (or tile rows when one image is
+    split), threads, and back end ("jit" or "numpy")."""
+
+    tile: int
+    block: int
+    threads: int
+    backend: str
+
+
+# --------------------------------------------------------------------------- what can run
+
+
+def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
+    """Why Winograd cannot compute ``spec`` (None when it can)."""
+    if any(k != 3 for k in spec.kernel):
+        return f"winograd needs a kernel of 3 taps on every axis, got kernel {spec.kernel}"
+    if any(s != 1 for s in spec.stride):
+        return f"winograd needs stride 1, got stride {spec.stride}"
+    if any(d != 1 for d in spec.dilation):
+        return f"winograd needs dilation 1, got dilation {spec.dilation}"
+    if spec.dtype.kind not in "fc":
+        return f"winograd computes in floating point and cannot sum {spec.dtype} inputs exactly; use an exact method"
+    return None
+
+
+def tiles_for(spec: ConvSpec) -> tuple[int, ...]:
+    """Output tile sizes whose rounding error stays within the dtype's tolerance (see the module doc)."""
+    precision = spec.dtype.itemsize // (2 if spec.dtype.kind == "c" else 1)  # bytes per real number
+    if precision >= 8:
+        return TILES
+    return TILES if spec.w_shape[1] >= F43_MIN_CHANNELS else (2,)
+
+
+def jit_available() -> bool:
+    """True when the compiled kernels can be used (numba installed and not disabled by CONVDOT_JIT=0)."""
+    return os.environ.get(JIT_ENV, "1") != "0" and importlib.util.find_spec("numba") is not None
+
+
+def backends_for(spec: ConvSpec, *, auto: bool = False) -> tuple[str, ...]:
+    """Back ends able to run ``spec``: "numpy" always, "jit" for 2-D real floating point.
+
+    With ``auto``, the ones worth choosing: "jit" only from :data:`JIT_MIN_MACS` multiply-adds.
+    """
+    if spec.nd == 2 and spec.dtype in (np.float32, np.float64) and jit_available():
+        if not auto or spec.macs >= JIT_MIN_MACS:
+            return ("numpy", "jit")
+    return ("numpy",)
+
+
+def tile_grid(spec: ConvSpec, m: int) -> tuple[int, ...]:
+    """Tiles per spatial axis: ``ceil(out / m)``."""
+    return tuple(-(-o // m) for o in spec.out_shape[2:])
+
+
+# --------------------------------------------------------------------------- kernel transform
+
+
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int) -> np.ndarray:
+    """``U = G g G^T`` for every filter, as ``(P, G, C_out/G, C_in/G)`` in ``dtype``; cached.
+
+    Computed in float64 (complex128) and rounded once. The cache key holds the array's identity,
+    shape, dtype and a CRC-32 of its bytes, so an array edited in place is transformed anew; at
+    most 32 entries and 256 MiB are kept, least recently used dropped first.
+    """
+    wc = np.ascontiguousarray(w)
+    key = (id(w), wc.shape, wc.dtype.str, m, np.dtype(dtype).str, groups, zlib.crc32(wc.view(np.uint8).reshape(-1)))
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    _, g_mat, _ = TRANSFORMS[m]
+    nd = wc.ndim - 2
+    gk = reduce(np.kron, [g_mat] * nd)  # (P, 3**nd): G applied along every axis
+    acc = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    c_out, cg = wc.shape[:2]
+    u = wc.reshape(c_out * cg, -1).astype(acc) @ gk.T  # (C_out*Cg, P)
+    u = np.ascontiguousarray(u.T.reshape(-1, groups, c_out // groups, cg), dtype=dtype)  # (P, G, Cog, Cg)
+    with _cache_lock:
+        _cache[key] = u
+        while len(_cache) > _KERNEL_CACHE_ENTRIES or sum(v.nbytes for v in _cache.values()) > _KERNEL_CACHE_BYTES:
+            _cache.popitem(last=False)
+    return u
+
+
+def clear_cache() -> None:
+    """Forget every cached kernel transform."""
+    with _cache_lock:
+        _cache.clear()
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def blocks(spec: ConvSpec, m: int, block: int) -> list[tuple[int, int, int, int]]:
+    """Pieces of work ``(n0, n1, i0, i1)``: images ``n0:n1``, tile rows ``i0:i1`` of the first axis.
+
+    ``block >= 1`` is images per piece; ``block <= -1`` splits every image into pieces of
+    ``-block`` tile rows (for images too large to transform whole).
+    """
+    n = spec.out_shape[0]
+    th = tile_grid(spec, m)[0]
+    if block >= 1:
+        return [(a, min(a + block, n), 0, th) for a in range(0, n, block)]
+    rows = -block
+    return [(i, i + 1, r, min(r + rows, th)) for i in range(n) for r in range(0, th, rows)]
+
+
+def default_block(spec: ConvSpec, m: int, budget: int = 16 << 20) -> int:
+    """Images per block (or ``-tile_rows``) so that transformed input and products fit ``budget`` bytes."""
+    a = m + 2
+    t = tile_grid(spec, m)
+    per_tile = (spec.x_shape[1] + spec.out_shape[1]) * a ** spec.nd * spec.dtype.itemsize
+    per_image = per_tile * int(np.prod(t))
+    if per_image <= budget:
+        return int(max(1, min(spec.out_shape[0], budget // per_image)))
+    per_row = per_image // t[0]
+    return -int(max(1, budget // per_row))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None, block: int | None = None,
+        threads: int | None = None, backend: str | None = None) -> np.ndarray:
+    """Winograd F(m, 3) correlation; returns ``(N, C_out, *out)`` in ``spec.dtype``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C_in, *spatial)
+        Unpadded input.
+    w : ndarray of shape (C_out, C_in/groups, 3, ..., 3)
+        Filters.
+    spec : ConvSpec
+        The canonical problem (stride 1, dilation 1, 3-tap kernel).
+    tile, block, threads, backend : optional
+        Output tile size (2 or 4), images per block, threads, "jit" or "numpy"; by default what
+        :func:`convdot.planner.parameters` chooses for the problem.
+
+    Returns
+    -------
+    ndarray of shape (N, C_out, *out)
+
+    Notes
+    -----
+    Per tile and transform point ``p``: ``M[p] = U[p] @ V[p]`` with ``U = G g G^T`` and
+    ``V = B^T d B``; the output tile is ``A^T M A``. Non-finite inputs are computed as zeros and
+    the outputs their windows reach are then recomputed directly, so NaN/inf land exactly where the
+    direct sum puts them.
+    """
+    reason = unsupported(spec, x, w)
+    if reason:
+        raise ValueError(f"{spec.func}: method='winograd' cannot run this problem: {reason}")
+    params = _resolve(spec, tile, block, threads, backend)
+    w = np.asarray(w)
+    finite_w = bool(np.isfinite(w).all())
+    if params.backend == "jit" and finite_w:
+        out = _run_jit(x, w, spec, params)
+        if out is not None:
+            return out
+    elif finite_w and np.isfinite(x).all():
+        return _run_numpy(pad(x, spec), w, spec, params)
+    # Non-finite values: transform zeros in their place, then put the direct sums back.
+    xs = np.where(np.isfinite(x), x, 0)
+    ws = np.where(np.isfinite(w), w, 0)
+    out = _run_numpy(pad(xs, spec), ws, spec, params)
+    return finite_fixup(out, pad(x, spec), np.asarray(w, dtype=spec.dtype), spec)
+
+
+def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
+    if tile is None or block is None or backend is None:
+        from .. import planner  # the planner imports every algorithm; import it only when running
+
+        chosen = planner.parameters("winograd", spec)
+        tile = chosen.get("tile", 2) if tile is None else tile
+        block = chosen.get("block", 1) if block is None else block
+        backend = chosen.get("backend", "numpy") if backend is None else backend
+        threads = chosen.get("threads") if threads is None else threads
+    if tile not in tiles_for(spec):
+        raise ValueError(f"{spec.func}: winograd tile must be one of {tiles_for(spec)} for this problem, got {tile!r}")
+    if backend not in backends_for(spec):
+        raise ValueError(f"{spec.func}: winograd backend must be one of {backends_for(spec)} for this problem, "
+                         f"got {backend!r}")
+    return Params(int(tile), int(block), _threads.num_threads(threads, func=spec.func), backend)
+
+
+def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray:
+    """The transforms as ``tensordot`` along each axis; ``xp`` is the padded input."""
+    m, nd, g = params.tile, spec.nd, spec.groups
+    at, _, bt = (t.astype(spec.dtype) for t in TRANSFORMS[m])
+    a = m + 2
+    t = tile_grid(spec, m)
+    # Zeros on the high side so the tiles cover the padded input exactly: (N, C, *(m*t + 2)).
+    extra = [(0, 0), (0, 0)] + [(0, m * tt + 2 - p) for tt, p in zip(t, xp.shape[2:])]
+    xp = np.pad(xp, extra) if any(hi for _, hi in extra) else xp
+    u = kernel_transform(w, m, spec.dtype, g)  # (P, G, Cog, Cg)
+    c_out, cg = spec.out_shape[1], spec.w_shape[1]
+    out = np.empty(spec.out_shape, dtype=spec.dtype)
+
+    def one(n0: int, n1: int, i0: int, i1: int) -> None:
+        part = xp[n0:n1, :, m * i0:m * i1 + 2]  # (nb, C, rows, *rest)
+        tiles = sliding_window_view(part, (a,) * nd, axis=tuple(range(2, 2 + nd)))  # (nb, C, *pos, *a)
+        tiles = tiles[(slice(None), slice(None), *(slice(None, None, m),) * nd)]  # (nb, C, *t, *a)
+        v = tiles
+        for _ in range(nd):  # contract the first window axis, append its transform point axis
+            v = np.tensordot(v, bt, axes=([2 + nd], [1]))
+        nb, tb = n1 - n0, v.shape[2:2 + nd]
+        ntiles = int(np.prod(tb))
+        v = v.reshape(nb, g, cg, ntiles, a ** nd)  # (nb, G, Cg, T, P)
+        v = v.transpose(4, 1, 2, 0, 3).reshape(a ** nd, g, cg, nb * ntiles)  # (P, G, Cg, nb*T)
+        if cg == 1:  # depthwise: no sum over channels, a broadcast product
+            prod = u * v  # (P, G, Cog, nb*T)
+        else:
+            prod = np.matmul(u, v)  # (P, G, Cog, nb*T)
+        y = prod.reshape(*(a,) * nd, c_out, nb, *tb)  # (*a, C_out, nb, *t)
+        for _ in range(nd):  # contract the first point axis, append the output axis
+            y = np.tensordot(y, at, axes=([0], [1]))
+        # (C_out, nb, *t, *m) -> (nb, C_out, t1, m1, t2, m2, ...)
+        perm = (1, 0, *[ax for k in range(nd) for ax in (2 + k, 2 + nd + k)])
+        y = y.transpose(perm).reshape(nb, c_out, *(tt * m for tt in tb))
+        rows = min(m * i1, spec.out_shape[2]) - m * i0
+        out[n0:n1, :, m * i0:m * i0 + rows] = y[(slice(None), slice(None), slice(0, rows),
+                                                *(slice(0, o) for o in spec.out_shape[3:]))]
+
+    jobs = blocks(spec, m, params.block)
+    _threads.run_parallel(one, jobs, params.threads)
+    return out
+
+
+def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
+    """The compiled 2-D path; None when ``x`` holds non-finite values (the caller takes over)."""
+    from . import _winograd_jit as jit
+
+    m, g = params.tile, spec.groups
+    dt = spec.dtype
+    if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0:
+        xs = np.ascontiguousarray(x, dtype=dt)
+        (pt, _), (pl, _) = spec.pads
+    else:
+        xs, pt, pl = pad(x, spec), 0, 0
+    u = kernel_transform(w, m, dt, g)  # (P, G, Cog, Cg)
+    k = jit.constants(dt)
+    to_v, from_m = jit.KERNELS[m]
+    tw = tile_grid(spec, m)[1]
+    c_out = spec.out_shape[1]
+    c_in, cg, cog = spec.x_shape[1], spec.w_shape[1], c_out // g
+    p = (m + 2) ** 2
+    out = np.empty(spec.out_shape, dtype=dt)
+    jobs = blocks(spec, m, params.block)
+    width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
+    v_buf = np.empty(c_in * p * width, dtype=dt)
+    m_buf = np.empty(c_out * p * width, dtype=dt)
+    for n0, n1, i0, i1 in jobs:
+        b = (n1 - n0) * (i1 - i0) * tw
+        v = v_buf[:c_in * p * b].reshape(c_in, p, b)  # (C_in, P, B)
+        mv = m_buf[:c_out * p * b].reshape(c_out, p, b)  # (C_out, P, B)
+        top = m * i0 - pt  # first input row the block reads (negative: padding rows above the input)
+        ok = _threads.run_parallel(to_v, [(xs, v, k, n0, n1, c0, c1, top, pl, i1 - i0, tw)
+                                          for c0, c1 in _threads.split(0, c_in, params.threads)], params.threads)
+        if not all(ok):
+            return None
+        vg = v.reshape(g, cg, p, b).transpose(2, 0, 1, 3)  # (P, G, Cg, B): strided 2-D slices BLAS takes as is
+        mg = mv.reshape(g, cog, p, b).transpose(2, 0, 1, 3)  # (P, G, Cog, B)
+        if cg == 1:  # depthwise: no sum over channels, a broadcast product
+            np.multiply(u, vg, out=mg)
+        else:
+            np.matmul(u, vg, out=mg)
+        _threads.run_parallel(from_m, [(mv, out, k, n0, n1, o0, o1, m * i0, i1 - i0, tw)
+                                       for o0, o1 in _threads.split(0, c_out, params.threads)], params.threads)
+    return out
+
