@@ -6,6 +6,7 @@ same thing in the same words.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -165,7 +166,8 @@ def dot_lines(t: Trace, full: bool = False) -> list[str]:
     lines = [f"{first} = {vector(t.x_col, full)}",
              " " * (len(first) - len("kernel.ravel()")) + f"kernel.ravel() = {vector(t.w_row, full)}",
              f"np.dot(window.ravel(), kernel.ravel()) = {num(t.dot)}"
-             + (f", plus bias {term(t.bias)} = {num(t.total)}" if t.bias is not None else "")]
+             + (f", plus bias {term(t.bias)} = {num(t.total)}" if t.bias is not None else "")
+             + ": the same number as the sum of the element-wise product"]
     if t.nd >= 2:
         lines.append("(np.dot of the two grids unflattened would be a matrix product -- a different thing.)")
     return lines
@@ -186,10 +188,10 @@ def im2col_value(t: Trace) -> str:
 def flip_note(t: Trace) -> str | None:
     if t.unflipped_total is None:
         return None
-    other = "correlate2d" if t.names[0] == "in1" else "conv without the flip"
+    other = "correlate2d, " if t.names[0] == "in1" else ""
     same = "the same number: the kernel is symmetric under the flip" if t.unflipped_total == t.total else (
         "a different number, because the kernel is not symmetric under a 180-degree rotation")
-    return (f"Without the flip ({other}, what a CNN layer computes) this window gives "
+    return (f"Without the flip ({other}what a CNN layer computes) this window gives "
             f"{num(t.unflipped_total)}: {same}.")
 
 
@@ -228,7 +230,9 @@ def product_term(t: Trace, ct: tuple[int, ...]) -> str:
 
 
 def wrap(text: str) -> str:
-    return textwrap.fill(text, width=_WIDTH, break_on_hyphens=False)
+    """Fill prose to the page width without breaking inside an index like ``x[-1, 0]``."""
+    kept = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), text)
+    return textwrap.fill(kept, width=_WIDTH, break_on_hyphens=False).replace("\0", " ")
 
 
 def _section(title: str) -> list[str]:
