@@ -191,6 +191,16 @@ def parse_numbers(text: str | None, option: str) -> np.ndarray | None:
 # --------------------------------------------------------------------------- writing files
 
 
+def _mode(target: Path) -> int:
+    """The replaced file's permissions, or what the umask gives a new file."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, force: bool) -> Path:
     """Write a file through a temporary file in the same directory, then rename it into place.
 
@@ -208,6 +218,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
         raise FileExistsError(f"{str(target)!r} already exists; pass --force to replace it")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
+        os.chmod(tmp, _mode(target))  # mkstemp makes 0600; give the file the mode a plain open() would
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
