@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -40,6 +41,20 @@ def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return v[sel]
 
 
+def tap_index(tap: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+              out_sp: tuple[int, ...], first: int = 0) -> tuple[slice, ...]:
+    """Spatial slices of the padded input that kernel tap ``tap`` multiplies, for a block of outputs.
+
+    The block is output rows ``first : first + out_sp[0]`` (first spatial axis) and all of the
+    other axes; element ``i`` of the slice is ``xpad[(first + i)*stride + tap*dilation]``.
+    """
+    index = []
+    for axis, (t, s, d, o) in enumerate(zip(tap, stride, dilation, out_sp)):
+        start = t * d + (first * s if axis == 0 else 0)
+        index.append(slice(start, start + (o - 1) * s + 1, s))
+    return tuple(index)
+
+
 def grouped(a: np.ndarray, groups: int) -> np.ndarray:
     """Split the channel axis (axis 1) into ``(groups, C/groups)``."""
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
@@ -47,7 +62,9 @@ def grouped(a: np.ndarray, groups: int) -> np.ndarray:
 
 def accumulate_dtype(dtype: np.dtype) -> np.dtype:
     """A wider dtype for oracle sums: float32 -> float64, complex64 -> complex128."""
-    return np.dtype(np.complex128) if dtype.kind == "c" else (np.dtype(np.int64) if dtype.kind == "i" else np.dtype(np.float64))
+    if dtype.kind == "c":
+        return np.dtype(np.complex128)
+    return np.dtype(np.int64) if dtype.kind == "i" else np.dtype(np.float64)
 
 
 def direct_at(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, index: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -92,3 +109,65 @@ def finite_fixup(out: np.ndarray, xp: np.ndarray, w: np.ndarray, spec: ConvSpec)
     idx = np.nonzero(touched)
     out[idx] = direct_at(xp, w, spec, idx)
     return out
+
+
+# --------------------------------------------------------------------------- memory
+
+#: Peak extra memory of a method, as a multiple of its input plus output bytes (the budget chunking keeps to).
+MEMORY_FACTOR = 2
+
+#: Scratch never shrinks below this (one block must hold at least one row of work), whatever the budget.
+MIN_BLOCK_BYTES = 1 << 16
+
+
+def array_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes of an array of ``shape`` and ``dtype``."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def io_bytes(spec: ConvSpec) -> int:
+    """Input plus output bytes of ``spec`` in its compute dtype (what memory budgets are measured against)."""
+    return array_bytes(spec.x_shape, spec.dtype) + array_bytes(spec.out_shape, spec.dtype)
+
+
+def scratch_budget(spec: ConvSpec, committed: int = 0) -> int:
+    """Bytes a method may use for blocks, once the output and ``committed`` bytes (padded copy...) exist.
+
+    The whole call stays within ``MEMORY_FACTOR * (input + output)`` bytes of new allocations
+    (the output included), never below :data:`MIN_BLOCK_BYTES`.
+    """
+    out = array_bytes(spec.out_shape, spec.dtype)
+    return max(MIN_BLOCK_BYTES, MEMORY_FACTOR * io_bytes(spec) - out - committed)
+
+
+def available_memory() -> int | None:
+    """Bytes the OS can still hand out without swapping (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+def ensure_memory(spec: ConvSpec, need: int, method: str) -> None:
+    """Raise MemoryError, naming the sizes, when ``need`` bytes cannot be had.
+
+    Called before the output and the first block are allocated, so a problem that cannot fit fails
+    with a message instead of being killed by the OS once the pages are touched.
+    """
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(
+            f"{spec.func}: method={method!r} needs {_gib(need)} (output {spec.out_shape} in {spec.dtype}, "
+            f"{_gib(array_bytes(spec.out_shape, spec.dtype))}, plus working blocks) but only {_gib(avail)} "
+            "is available; split the batch or the image, or use convdot.dask")

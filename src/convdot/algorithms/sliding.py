@@ -1,34 +1,239 @@
-"""Sliding-window view times kernel, summed: "the sum of the element-wise (Hadamard) product".
+"""Sliding windows times kernel, summed: "the sum of the element-wise (Hadamard) product".
 
-A strided view exposes every receptive field as an array shaped like the kernel; each output is
-``(window * kernel).sum()``, done for a block of output rows at a time by ``np.einsum``.
+Two ways to evaluate the same sum, chosen by the problem's shape (:func:`uses_direct`):
+
+- **windows** (many channels per group, the CNN layer): a strided view exposes every receptive
+  field as an array shaped like the kernel; each output is ``(window * kernel).sum()``, done for a
+  block of output rows at a time by ``np.einsum``.
+- **direct** (few channels per group: image filtering, depthwise layers): the sum is reordered to
+  run over kernel taps outermost -- ``out += w[o, c, tap] * xpad[c, shifted by tap]`` -- so each
+  step is one element-wise product of a shifted slice of the input with a scalar tap, accumulated
+  over cache-sized blocks of output rows split across threads. No window is ever copied, and the
+  arithmetic is still exactly the sum of element-wise products, which is why it lives here rather
+  than in a method of its own. A 2-D kernel of rank 1 (``w = u v^T``, detected by SVD within
+  rounding) is applied as two 1-D passes, ``kh + kw`` taps instead of ``kh * kw``. With numba
+  installed (``convdot[fast]``) large 2-D problems run a compiled version of the same loop.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import math
+import os
+
 import numpy as np
 
+from .. import _threads
 from .._spec import ConvSpec
-from ._common import grouped, pad, windows
+from ._common import array_bytes, ensure_memory, grouped, pad, scratch_budget, tap_index, windows
 
-_BLOCK_BYTES = 32 << 20  # how much window data one einsum may touch
+#: Most window data one einsum block may touch (it may be copied once inside einsum).
+_BLOCK_BYTES = 32 << 20
+#: Output elements one NumPy block accumulates at once: the block, its product and its source stay in L2.
+DIRECT_BLOCK_ELEMS = 1 << 15
+#: The direct path runs when a group has at most this many (input, output) channel pairs; beyond,
+#: each tap's product is too small a piece of work and the windows path's einsum (BLAS) wins.
+DIRECT_MAX_PAIRS = 16
+#: The compiled kernel runs from this many multiply-adds (below, loading numba costs more than it saves).
+JIT_MIN_MACS = 1 << 22
+#: Environment variable that disables every compiled kernel when set to "0" (shared with winograd).
+JIT_ENV = "CONVDOT_JIT"
 
 
 def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """Hadamard product of each window with the kernel, summed; ``(N, C_out, *out)``."""
-    nd, g = spec.nd, spec.groups
-    win = grouped(windows(pad(x, spec), spec), g)  # (N, G, Cg, *out, *k)
-    wg = np.asarray(w, dtype=spec.dtype).reshape(g, -1, *w.shape[1:])  # (G, Cog, Cg, *k)
-    o_ax, k_ax = "ijklmn"[:nd], "pqrstu"[:nd]  # spatial rank <= 6
-    expr = f"zgc{o_ax}{k_ax},gyc{k_ax}->zgy{o_ax}"
-    out = np.empty((spec.out_shape[0], g, wg.shape[1], *spec.out_shape[2:]), dtype=spec.dtype)  # (N, G, Cog, *out)
-    row_bytes = win[:, :, :, :1].size * win.itemsize
-    step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
-    for r in range(0, spec.out_shape[2], step):
-        out[:, :, :, r:r + step] = np.einsum(expr, win[:, :, :, r:r + step], wg, optimize=True)
-    return out.reshape(spec.out_shape)
+    return run_direct(x, w, spec) if uses_direct(spec) else run_windows(x, w, spec)
 
 
 def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
     """Every configuration works."""
     return None
+
+
+def uses_direct(spec: ConvSpec) -> bool:
+    """True when :func:`run` takes the direct (tap-outermost) path: few channel pairs per group."""
+    return spec.w_shape[1] * (spec.out_shape[1] // spec.groups) <= DIRECT_MAX_PAIRS
+
+
+def cost(spec: ConvSpec) -> dict[str, float]:
+    """What :func:`run` costs on ``spec``, for the planner's model.
+
+    Returns
+    -------
+    dict
+        ``macs`` multiply-adds actually performed (fewer than ``spec.macs`` for a separable kernel is
+        not known without the weights, so this is the dense count), ``passes`` element-wise passes
+        over an output block (NumPy direct path: two per tap and input channel), ``path`` 0 for
+        windows, 1 for direct, and ``jit`` 1 when the compiled kernel would run.
+    """
+    direct = uses_direct(spec)
+    taps = math.prod(spec.kernel) * spec.w_shape[1]
+    return {"macs": float(spec.macs), "passes": float(2 * taps if direct else 1), "path": float(direct),
+            "jit": float(direct and _jit_suits(spec, spec.macs))}
+
+
+# --------------------------------------------------------------------------- windows path
+
+
+def run_windows(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The windows path: einsum of blocks of windows with the kernel; ``(N, C_out, *out)``."""
+    nd, g = spec.nd, spec.groups
+    ensure_memory(spec, array_bytes(spec.x_shape, spec.dtype) + array_bytes(spec.out_shape, spec.dtype), "sliding")
+    xp = pad(x, spec)
+    win = grouped(windows(xp, spec), g)  # (N, G, Cg, *out, *k)
+    wg = np.asarray(w, dtype=spec.dtype).reshape(g, -1, *w.shape[1:])  # (G, Cog, Cg, *k)
+    o_ax, k_ax = "ijklmn"[:nd], "pqrstu"[:nd]  # spatial rank <= 6
+    expr = f"zgc{o_ax}{k_ax},gyc{k_ax}->zgy{o_ax}"
+    out = np.empty((spec.out_shape[0], g, wg.shape[1], *spec.out_shape[2:]), dtype=spec.dtype)  # (N, G, Cog, *out)
+    # einsum may copy a block of windows once (and hold its product); keep that inside the budget
+    cap = min(_BLOCK_BYTES, scratch_budget(spec, xp.nbytes) // 3)
+    row_bytes = math.prod(win.shape[:3] + win.shape[4:]) * win.itemsize
+    step = max(1, cap // max(row_bytes, 1))
+    for r in range(0, spec.out_shape[2], step):
+        out[:, :, :, r:r + step] = np.einsum(expr, win[:, :, :, r:r + step], wg, optimize=True)
+    return out.reshape(spec.out_shape)
+
+
+# --------------------------------------------------------------------------- direct path
+
+
+def run_direct(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The direct path: tap-outermost accumulation of shifted slices; ``(N, C_out, *out)``."""
+    g = spec.groups
+    cog, cg = spec.out_shape[1] // g, spec.w_shape[1]
+    ensure_memory(spec, array_bytes(spec.x_shape, spec.dtype) + array_bytes(spec.out_shape, spec.dtype), "sliding")
+    wg = np.asarray(w, dtype=spec.dtype).reshape(g, cog, cg, *spec.kernel)  # (G, Cog, Cg, *k)
+    jit = _jit_suits(spec, spec.macs)
+    if jit and (spec.padding_mode == "zeros" or not any(lo or hi for lo, hi in spec.pads)):
+        # the compiled kernel reads x itself and skips taps in the zero padding: no padded copy
+        xg = grouped(np.ascontiguousarray(x, dtype=spec.dtype), g)  # (N, G, Cg, *spatial)
+        pads = spec.pads
+    else:
+        xg = grouped(pad(x, spec), g)  # (N, G, Cg, *padded)
+        pads = ((0, 0),) * spec.nd
+    factors = separable_factors(wg, xg) if spec.nd == 2 else None
+    if factors is None:
+        out = accumulate(xg, wg, spec.stride, spec.dilation, pads, spec.out_shape[2:], jit=jit)
+    else:
+        (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, pads
+        ho, wo = spec.out_shape[2:]
+        u, v = factors  # (G, kh), (G, kw)
+        # (N, G, 1, Ho, W): every column filtered along the rows by u
+        cols = accumulate(xg, u.reshape(g, 1, 1, -1, 1), (sh, 1), (dh, 1), (ph, (0, 0)), (ho, xg.shape[-1]),
+                          jit=jit)
+        # (N, G, 1, Ho, Wo): then every row filtered by v
+        out = accumulate(cols, v.reshape(g, 1, 1, 1, -1), (1, sw), (1, dw), ((0, 0), pw), (ho, wo), jit=jit)
+    return out.reshape(spec.out_shape)
+
+
+def separable_factors(wg: np.ndarray, xg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(u, v)`` of shapes ``(G, kh)``, ``(G, kw)`` with ``wg[g, 0, 0] == outer(u[g], v[g])``, or None.
+
+    Only for real floating point with one input and one output channel per group, kernels where two
+    passes save work, and finite data (two passes would put NaN/inf where the direct sum does not:
+    ``inf * 0`` at a zero tap). Rank 1 means the second singular value is within rounding of zero:
+    ``s[1] <= 8 * eps * max(kh, kw) * s[0]``, so the factored kernel differs from ``w`` by less than
+    the direct sum's own rounding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]).reshape(1, 1, 1, 3, 3)  # Sobel
+    >>> u, v = separable_factors(w, np.zeros((1, 1, 1, 5, 5)))
+    >>> bool(np.allclose(np.outer(u[0], v[0]), w[0, 0, 0]))
+    True
+    """
+    g, cog, cg, kh, kw = wg.shape
+    if wg.dtype.kind != "f" or cog != 1 or cg != 1 or kh * kw <= kh + kw + 1 or not np.isfinite(wg).all():
+        return None
+    k2 = wg.reshape(g, kh, kw).astype(np.float64)  # (G, kh, kw)
+    u, s, vt = np.linalg.svd(k2)  # (G, kh, kh), (G, min), (G, kw, kw)
+    tol = 8 * np.finfo(wg.dtype).eps * max(kh, kw)
+    if not (s[:, 1] <= tol * s[:, 0]).all() or not np.isfinite(xg).all():
+        return None
+    return ((u[:, :, 0] * s[:, :1]).astype(wg.dtype), vt[:, 0, :].astype(wg.dtype))
+
+
+def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...],
+               pads: tuple[tuple[int, int], ...], out_sp: tuple[int, ...], *, jit: bool = False) -> np.ndarray:
+    """``out[n, g, o, i] = sum_{c, t} wg[g, o, c, t] * xz[n, g, c, i*stride + t*dilation]``.
+
+    Parameters
+    ----------
+    xg : ndarray of shape (N, G, Cg, *spatial)
+        The input, channels split by group; ``xz`` is ``xg`` with ``pads`` zeros around it. Nonzero
+        ``pads`` need ``jit`` (the NumPy loop takes an already padded ``xg``).
+    wg : ndarray of shape (G, Cog, Cg, *k)
+        The filters, split by group.
+    stride, dilation : tuple of int
+        Per spatial axis.
+    pads : tuple of (int, int)
+        Implicit zero padding ``(lo, hi)`` per spatial axis.
+    out_sp : tuple of int
+        Output spatial shape.
+    jit : bool, default False
+        Run the compiled kernel (2-D float32/float64 only; see :func:`jit_available`).
+
+    Returns
+    -------
+    ndarray of shape (N, G, Cog, *out_sp)
+        In ``xg``'s dtype.
+    """
+    n, g = xg.shape[:2]
+    cog = wg.shape[1]
+    out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
+    threads = _threads.num_threads()
+    if jit:
+        from . import _direct_jit
+
+        xc, wc = np.ascontiguousarray(xg), np.ascontiguousarray(wg)
+        (sh, sw), (dh, dw) = stride, dilation
+        (pt, _), (pl, _) = pads
+        rows = n * g * cog * out_sp[0]
+        jobs = [(xc, wc, out, sh, sw, dh, dw, pt, pl, a, b) for a, b in _threads.split(0, rows, 4 * threads)]
+        _threads.run_parallel(_direct_jit.direct2d, jobs, threads)
+        return out
+    if any(lo or hi for lo, hi in pads):
+        raise ValueError(f"accumulate: implicit padding {pads} needs jit=True; pad the input first")
+    per_row = n * g * cog * math.prod(out_sp[1:])
+    step = max(1, DIRECT_BLOCK_ELEMS // max(per_row, 1))
+    jobs = [(xg, wg, out, stride, dilation, a, b, step) for a, b in _threads.split(0, out_sp[0], threads)]
+    _threads.run_parallel(_accumulate_rows, jobs, threads)
+    return out
+
+
+def _accumulate_rows(xg: np.ndarray, wg: np.ndarray, out: np.ndarray, stride: tuple[int, ...],
+                     dilation: tuple[int, ...], lo: int, hi: int, step: int) -> None:
+    """Output rows ``lo:hi`` of :func:`accumulate`, ``step`` rows at a time (NumPy releases the GIL)."""
+    nd = out.ndim - 3
+    cg, k = wg.shape[2], wg.shape[3:]
+    for r0 in range(lo, hi, step):
+        r1 = min(hi, r0 + step)
+        acc = out[:, :, :, r0:r1]  # (N, G, Cog, rows, *rest), a view
+        tmp = np.empty_like(acc)
+        for c in range(cg):
+            for tap in np.ndindex(*k):
+                src = xg[(slice(None), slice(None), c, *tap_index(tap, stride, dilation, acc.shape[3:], r0))]
+                coef = wg[(slice(None), slice(None), c, *tap)]  # (G, Cog)
+                # (N, G, 1, rows, *rest) * (1, G, Cog, 1, ...) -> (N, G, Cog, rows, *rest)
+                np.multiply(src[:, :, None], coef[(None, Ellipsis) + (None,) * nd], out=tmp)
+                acc += tmp
+
+
+def _jit_suits_dtype(dtype: np.dtype) -> bool:
+    return dtype in (np.float32, np.float64) and jit_available()
+
+
+def _jit_suits(spec: ConvSpec, macs: int) -> bool:
+    return spec.nd == 2 and _jit_suits_dtype(spec.dtype) and macs >= JIT_MIN_MACS
+
+
+def jit_available() -> bool:
+    """True when numba is installed and compiled kernels are not disabled (``CONVDOT_JIT=0``)."""
+    return os.environ.get(JIT_ENV, "1") != "0" and _numba_installed()
+
+
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None

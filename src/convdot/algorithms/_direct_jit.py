@@ -1,0 +1,87 @@
+"""Compiled direct sum for 2-D problems with few channels per group (the optional ``convdot[fast]`` extra).
+
+Importing this module imports numba; :mod:`convdot.algorithms.sliding` does so only for problems
+large enough to repay it, so ``import convdot`` and ``convdot demo`` never load it. The kernel is
+the same sum of element-wise products as the NumPy path -- every output row accumulates
+``w[o, c, a, b] * xpad[c, i*s + a*d, j*s + b*d]`` tap by tap -- but a row of output stays in L1
+while all its taps are added, and it releases the GIL so row ranges run on convdot's thread pool.
+
+Layouts: ``xp`` ``(N, G, Cg, Hp, Wp)`` padded input, ``w`` ``(G, Cog, Cg, kh, kw)``, ``out``
+``(N, G, Cog, Ho, Wo)`` zero-initialised; all C-contiguous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(nogil=True, cache=True)
+def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cover - compiled
+    """Add the direct sum into ``out`` for flattened output rows ``start:stop`` of ``(N, G, Cog, Ho)``.
+
+    ``x`` is padded implicitly with ``pt`` zero rows on top and ``pl`` zero columns on the left (and
+    as many as needed at the other ends): taps that fall in the padding are skipped, so no padded
+    copy is made. At stride 1 along the row, four taps are added per pass over the output row (one
+    load and store of the row per four multiply-adds instead of per one) and every source is a
+    contiguous slice, so LLVM vectorises the inner loop.
+    """
+    _, g_count, cog, ho, wo = out.shape
+    h, wi = x.shape[3], x.shape[4]
+    cg, kh, kw = w.shape[2], w.shape[3], w.shape[4]
+    lo = np.empty(kw, np.int64)  # first output column whose tap b lands inside x
+    hi = np.empty(kw, np.int64)  # one past the last
+    for b in range(kw):
+        first = pl - b * dw  # output j reads input column j*sw - first
+        lo[b] = min(wo, max(0, (first + sw - 1) // sw))
+        hi[b] = max(lo[b], min(wo, (wi - 1 + first) // sw + 1))
+    for t in range(start, stop):
+        i = t % ho
+        q = t // ho
+        o = q % cog
+        q //= cog
+        g = q % g_count
+        n = q // g_count
+        orow = out[n, g, o, i]
+        for c in range(cg):
+            for a in range(kh):
+                r = i * sh + a * dh - pt
+                if r < 0 or r >= h:
+                    continue
+                src = x[n, g, c, r]
+                wr = w[g, o, c, a]
+                b = 0
+                if sw == 1:
+                    while b + 3 < kw:
+                        j0 = max(max(lo[b], lo[b + 1]), max(lo[b + 2], lo[b + 3]))
+                        j1 = min(min(hi[b], hi[b + 1]), min(hi[b + 2], hi[b + 3]))
+                        if j1 <= j0:
+                            break
+                        w0, w1, w2, w3 = wr[b], wr[b + 1], wr[b + 2], wr[b + 3]
+                        o0, o1, o2, o3 = b * dw - pl, (b + 1) * dw - pl, (b + 2) * dw - pl, (b + 3) * dw - pl
+                        s0, s1 = src[o0 + j0:o0 + j1], src[o1 + j0:o1 + j1]
+                        s2, s3 = src[o2 + j0:o2 + j1], src[o3 + j0:o3 + j1]
+                        dst = orow[j0:j1]
+                        for j in range(j1 - j0):
+                            dst[j] += (w0 * s0[j] + w1 * s1[j]) + (w2 * s2[j] + w3 * s3[j])
+                        for bb in range(b, b + 4):  # the edges the fused pass left out
+                            wv = wr[bb]
+                            off = bb * dw - pl
+                            for j in range(lo[bb], j0):
+                                orow[j] += wv * src[j + off]
+                            for j in range(j1, hi[bb]):
+                                orow[j] += wv * src[j + off]
+                        b += 4
+                while b < kw:
+                    wv = wr[b]
+                    off = b * dw - pl
+                    j0, j1 = lo[b], hi[b]
+                    if sw == 1:
+                        s0 = src[off + j0:off + j1]
+                        dst = orow[j0:j1]
+                        for j in range(j1 - j0):
+                            dst[j] += wv * s0[j]
+                    else:
+                        for j in range(j0, j1):
+                            orow[j] += wv * src[j * sw + off]
+                    b += 1

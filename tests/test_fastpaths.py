@@ -1,0 +1,130 @@
+"""The speed paths inside the formulations, each against `reference` (its slow twin).
+
+sliding: the windows (einsum) path, the direct tap-by-tap path in NumPy and compiled, separable
+kernels as two 1-D passes; fft: whole-array and blocked (overlap-save) transforms; im2col: the
+blocked column build and the plain GEMM for 1x1 kernels. Every path is forced on small problems
+so hypothesis can reach it, whatever the planner would pick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+
+import numpy as np
+import pytest
+from conftest import assert_close
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import conv_problems
+
+import convdot
+from convdot._spec import parse_conv
+from convdot.algorithms import sliding
+
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+
+
+@contextlib.contextmanager
+def _jit(flag: str):
+    """Force sliding's compiled kernel on ("1", from the smallest problem) or off ("0")."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(sliding.JIT_ENV, flag)
+        mp.setattr(sliding, "JIT_MIN_MACS", 0)
+        yield
+
+
+def _parsed(x, w, kwargs, padding_mode="zeros"):
+    return parse_conv("test", x, w, None, padding_mode=padding_mode, **kwargs)
+
+
+def _reference(x, w, kwargs, padding_mode="zeros"):
+    return convdot.conv(x, w, padding_mode=padding_mode, method="reference", **kwargs)
+
+
+def _scale(x, w, kwargs, padding_mode="zeros"):
+    return convdot.conv(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), padding_mode=padding_mode,
+                        method="im2col", **kwargs)
+
+
+def _check(fn, x, w, kwargs, padding_mode="zeros"):
+    p = _parsed(x, w, kwargs, padding_mode)
+    out = fn(p.x, p.w, p.spec)
+    assert out.shape == p.spec.out_shape and out.dtype == p.spec.dtype
+    assert_close(out, _reference(x, w, kwargs, padding_mode), _scale(x, w, kwargs, padding_mode))
+
+
+# --------------------------------------------------------------------------- sliding
+
+
+@given(problem=conv_problems(), padding_mode=st.sampled_from(["zeros", "replicate"]))
+def test_sliding_windows_path_matches_reference(problem, padding_mode):
+    x, w, _, kwargs = problem
+    _check(sliding.run_windows, x, w, kwargs, padding_mode)
+
+
+@given(problem=conv_problems(), padding_mode=st.sampled_from(["zeros", "replicate"]))
+def test_sliding_direct_numpy_path_matches_reference(problem, padding_mode):
+    x, w, _, kwargs = problem
+    with _jit("0"):
+        _check(sliding.run_direct, x, w, kwargs, padding_mode)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")
+@given(problem=conv_problems(nd=2, max_side=9), padding_mode=st.sampled_from(["zeros", "reflect"]))
+def test_sliding_direct_compiled_path_matches_reference(problem, padding_mode):
+    x, w, _, kwargs = problem
+    pads = kwargs["padding"]
+    if padding_mode == "reflect" and any(max(p) >= n for p, n in zip(pads, x.shape[2:])):
+        padding_mode = "zeros"
+    with _jit("1"):
+        _check(sliding.run_direct, x, w, kwargs, padding_mode)
+
+
+@st.composite
+def separable_problems(draw):
+    """A 2-D single-channel (or depthwise) problem whose kernels are outer products u v^T."""
+    g = draw(st.sampled_from([1, 1, 3]))
+    kh, kw = draw(st.integers(3, 6)), draw(st.integers(3, 6))
+    dh = draw(st.integers(1, 2))
+    h, wd = draw(st.integers(dh * (kh - 1) + 1, 12)), draw(st.integers(kw, 12))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    u, v = rng.standard_normal((g, kh)), rng.standard_normal((g, kw))
+    w = np.einsum("gi,gj->gij", u, v).reshape(g, 1, kh, kw).astype(dtype)  # (G, 1, kh, kw)
+    x = rng.standard_normal((draw(st.integers(1, 2)), g, h, wd)).astype(dtype)
+    kwargs = {"stride": (draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+              "dilation": (dh, 1), "groups": g,
+              "padding": ((draw(st.integers(0, 2)), draw(st.integers(0, 2))), (draw(st.integers(0, 3)), 0))}
+    return x, w, kwargs
+
+
+@pytest.mark.parametrize("jit", ["0", "1"] if HAS_NUMBA else ["0"])
+@given(problem=separable_problems())
+def test_separable_kernel_two_passes_match_reference(jit, problem):
+    x, w, kwargs = problem
+    g = kwargs["groups"]
+    assert sliding.separable_factors(w.reshape(g, 1, 1, *w.shape[2:]), x) is not None
+    with _jit(jit):
+        _check(sliding.run_direct, x, w, kwargs)
+
+
+def test_separable_detection_rejects_full_rank_and_non_finite(rng):
+    w = rng.standard_normal((1, 1, 1, 3, 3))
+    assert sliding.separable_factors(w, np.zeros((1, 1, 1, 4, 4))) is None
+    sobel = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]).reshape(1, 1, 1, 3, 3)
+    assert sliding.separable_factors(sobel, np.zeros((1, 1, 1, 4, 4))) is not None
+    x = np.zeros((1, 1, 1, 4, 4))
+    x[0, 0, 0, 1, 1] = np.inf
+    assert sliding.separable_factors(sobel, x) is None  # inf * 0 must stay NaN where the direct sum puts it
+    assert sliding.separable_factors(sobel.astype(np.int64), np.zeros((1, 1, 1, 4, 4), np.int64)) is None
+
+
+@pytest.mark.parametrize("jit", ["0", "1"] if HAS_NUMBA else ["0"])
+def test_direct_path_keeps_nan_and_inf_in_place(jit, rng):
+    x = rng.standard_normal((1, 1, 12, 11))
+    x[0, 0, 3, 4], x[0, 0, 8, 0], x[0, 0, 11, 10] = np.nan, np.inf, -np.inf
+    w = np.outer([1.0, 0.0, 2.0], [1.0, -1.0, 0.5]).reshape(1, 1, 3, 3)  # separable, with a zero row
+    kwargs = {"stride": 1, "dilation": 1, "groups": 1, "padding": 1}
+    with _jit(jit):
+        _check(sliding.run_direct, x, w, kwargs)
