@@ -20,6 +20,7 @@ from .nn import (
 )
 from .planner import Plan, plan
 from .signal import convolve, convolve2d, correlate, correlate2d
+from .tuning import tune
 
 __version__ = "0.1.0"
 
@@ -50,4 +51,5 @@ __all__ = [
     "explain",
     "explain2d",
     "plan",
+    "tune",
 ]

@@ -137,8 +137,19 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
     return data
 
 
+def _read(path: Path) -> dict[str, Any]:
+    """Parse the file at ``path`` (which exists); unreadable or invalid content warns and reads as empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.warn(f"convdot: ignoring the tuning cache {path}: cannot read it ({exc})", RuntimeWarning,
+                      stacklevel=4)
+        return _empty()
+    return _parse(text, path)
+
+
 def load() -> dict[str, Any]:
-    """The whole cache (memoized until the file changes); empty when there is none."""
+    """The whole cache (memoized until the file changes, so a bad file warns once); empty when there is none."""
     path = cache_path()
     try:
         st = path.stat()
@@ -148,13 +159,7 @@ def load() -> dict[str, Any]:
     with _memo_lock:
         if _memo["stamp"] == stamp:
             return _memo["data"]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        warnings.warn(f"convdot: ignoring the tuning cache {path}: cannot read it ({exc})", RuntimeWarning,
-                      stacklevel=3)
-        return _empty()
-    data = _parse(text, path)
+    data = _read(path)
     with _memo_lock:
         _memo["stamp"], _memo["data"] = stamp, data
     return data
@@ -211,12 +216,7 @@ def update(change) -> Path:
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
-        try:
-            data = _parse(path.read_text(encoding="utf-8"), path)
-        except FileNotFoundError:
-            data = _empty()
-        except (OSError, UnicodeDecodeError):
-            data = _empty()
+        data = _read(path) if path.exists() else _empty()
         info = machine()
         section = data["machines"].setdefault(machine_key(info), {})
         section["machine"] = info
@@ -277,20 +277,23 @@ def _best_time(fn, repeat: int) -> float:
 def measure_rates(repeat: int = 5, quick: bool = False) -> dict[str, float]:
     """Measure the rates of :data:`convdot.planner.MACHINE` on this machine (a few seconds).
 
-    Returns a dict with the same keys as ``MACHINE["rates"]``; ``jit`` and ``direct`` only when
-    numba is installed.
+    The problems are as large as the ones the rates are used for (``quick`` only times each once
+    after the warm-up). Returns a dict with the same keys as ``MACHINE["rates"]``; ``jit`` only
+    when numba is installed.
     """
+    repeat = 1 if quick else repeat
     rng = np.random.default_rng(0)
-    s = 256 if quick else 768
+    s = 1024
     a = rng.standard_normal((s, s), dtype=np.float32)
-    b = rng.standard_normal((s, 4 * s), dtype=np.float32)
-    out: dict[str, float] = {"gemm": 2.0 * s * s * 4 * s / _best_time(lambda: a @ b, repeat)}
-    big = rng.standard_normal((16 if quick else 64, 1 << 16))  # 8 or 32 MiB of float64
-    moved = 2.0 * big.nbytes
-    out["numpy"] = moved / _best_time(lambda: np.multiply(big, 2.0), repeat)
+    b = rng.standard_normal((s, s), dtype=np.float32)
+    out: dict[str, float] = {"gemm": 2.0 * s ** 3 / _best_time(lambda: a @ b, repeat)}
+    # the typical NumPy pass: a strided gather into a new array (im2col's columns, 29 MiB)
+    img = rng.standard_normal((4, 64, 58, 58), dtype=np.float32)
+    win = np.lib.stride_tricks.sliding_window_view(img, (3, 3), axis=(2, 3)).transpose(0, 1, 4, 5, 2, 3)
+    out["numpy"] = 2.0 * win.size * win.itemsize / _best_time(lambda: np.ascontiguousarray(win), repeat)
     import scipy.fft as sfft
 
-    f = 256 if quick else 1024
+    f = 1024
     img = rng.standard_normal((4, f, f), dtype=np.float32)
     out["fft"] = 4 * 5.0 * f * f * np.log2(f * f) * 0.5 / _best_time(lambda: sfft.rfft2(img, workers=-1), repeat)
     ints = rng.integers(-8, 8, size=(64, 256))
@@ -312,7 +315,7 @@ def _measure_jit(rng: np.random.Generator, repeat: int, quick: bool) -> float:
     from .algorithms import _winograd_jit as jit
     from .algorithms import winograd
 
-    n, c, h = (2, 32, 28) if quick else (4, 64, 56)
+    n, c, h = 4, 64, 56
     x = rng.standard_normal((n, c, h, h), dtype=np.float32)
     spec = parse_conv("tune", x, np.ones((c, c, 3, 3), np.float32), padding=1).spec
     th, tw = winograd.tile_grid(spec, 4)
@@ -405,7 +408,8 @@ def tune(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 
     threads : int, optional
         Threads for convdot's own loops; the winner is cached for this thread count.
     save : bool, default True
-        Write the winner (and, the first time on this machine, the measured rates) to the cache.
+        Write the winner to the cache. (The machine's rates are measured by :func:`tune_rates`,
+        ``convdot tune`` without a problem.)
 
     Returns
     -------
@@ -436,8 +440,6 @@ def tune(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 
         if unknown:
             raise ValueError(f"tune: methods must be names in {METHODS}, got {unknown}")
     n_threads = _threads.num_threads(threads, func="tune")
-    if save and cached_rates() is None:
-        tune_rates(quick=True)
     spec = p.spec
     cands = candidates(spec, p.x, p.w, n_threads, methods)
     if not cands:

@@ -1,0 +1,129 @@
+"""The planner: a valid choice for every configuration, the rules it never breaks, a readable Plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convdot
+from convdot import planner
+from convdot._spec import METHODS, parse_conv
+from convdot.algorithms import ALGORITHMS
+from strategies import conv_problems
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Never read or write the user's tuning cache."""
+    monkeypatch.setenv("CONVDOT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _check(p, x, w, spec):
+    assert p.method in METHODS
+    assert ALGORITHMS[p.method].unsupported(spec, x, w) is None
+    assert p.method not in p.excluded
+    assert p.method in p.estimates
+    assert set(p.estimates) | set(p.excluded) == set(METHODS)
+    assert all(secs > 0 for secs, _ in p.estimates.values())
+    assert p.params["threads"] >= 1
+
+
+@settings(max_examples=50)
+@given(problem=conv_problems(dtypes=("float32", "float64", "int8", "int16", "bool")),
+       poison=st.sampled_from([None, np.nan, np.inf]), three=st.booleans())
+def test_choice_is_valid_for_every_configuration(problem, poison, three):
+    x, w, bias, kwargs = problem
+    if three:  # a 3-tap stride-1 kernel: Winograd becomes a candidate
+        w = np.random.default_rng(0).standard_normal(w.shape[:2] + (3,) * (w.ndim - 2)).astype(w.dtype)
+        kwargs = {**kwargs, "stride": 1, "dilation": 1,
+                  "padding": tuple((lo + 1, hi + 1) for lo, hi in kwargs["padding"])}
+    if poison is not None and x.dtype.kind == "f":
+        x = x.copy()
+        x.flat[len(x.flat) // 2] = poison
+    parsed = parse_conv("test", x, w, bias, **kwargs)
+    p = convdot.plan(x, w, bias, **kwargs)
+    _check(p, parsed.x, parsed.w, parsed.spec)
+    if x.dtype.kind in "biu":
+        assert p.method in planner.DIRECT_METHODS
+    if not np.isfinite(x).all():
+        assert p.method not in planner.TRANSFORM_METHODS
+        assert "NaN or inf" in p.excluded["fft"]
+    out = convdot.conv(x, w, bias, **kwargs)  # auto runs what the plan says
+    assert out.shape == convdot.conv(x, w, bias, method="im2col", **kwargs).shape
+
+
+def test_direct_only_takes_a_direct_method():
+    x = np.random.default_rng(0).standard_normal((1, 1, 64, 64))
+    w = np.ones((1, 1, 15, 15))
+    parsed = parse_conv("test", x, w, None)
+    p = planner.choose(parsed.spec, parsed.x, parsed.w, direct_only=True)
+    assert p.method in ("im2col", "sliding")
+    assert "method='direct'" in p.excluded["fft"]
+
+
+def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
+    """The model's data, not a chain of ifs, picks these (stated machine, built-in rates)."""
+    big = convdot.plan(np.ones((1, 1, 512, 512)), np.ones((1, 1, 31, 31)), padding=15)
+    assert big.method == "fft", str(big)
+    layer = convdot.plan(np.ones((8, 64, 56, 56), np.float32), np.ones((64, 64, 3, 3), np.float32), padding=1)
+    assert layer.method == "winograd", str(layer)
+    assert layer.params["tile"] == 4 and layer.params["block"] >= 1
+
+
+def test_choice_is_the_lowest_estimate():
+    x = np.ones((2, 16, 20, 20), np.float32)
+    w = np.ones((16, 16, 3, 3), np.float32)
+    p = convdot.plan(x, w, padding=1)
+    assert p.source == "model"
+    assert p.method == min(p.estimates, key=lambda m: p.estimates[m][0])
+
+
+def test_estimate_is_count_over_rate():
+    rates = {"gemm": 1e11, "numpy": 1e10, "jit": 1e10}
+    assert planner.estimate({"gemm": 2e11, "numpy": 1e10}, rates) == pytest.approx(3.0)
+    assert planner.estimate({"gemm": 4e11}, rates) == pytest.approx(2 * planner.estimate({"gemm": 2e11}, rates))
+    one = planner.estimate({"jit": 1e10}, rates, threads=1)
+    assert one >= planner.estimate({"jit": 1e10}, rates, threads=64)
+
+
+def test_cost_model_is_data_with_its_provenance():
+    assert set(planner.COUNTS) == set(METHODS)
+    assert planner.MACHINE["machine"] and planner.MACHINE["measured"]
+    kinds = set(planner.MACHINE["rates"])
+    spec = parse_conv("t", np.ones((2, 4, 9, 9)), np.ones((4, 4, 3, 3)), None, padding=1).spec
+    for method, counts in planner.COUNTS.items():
+        for params in planner.options(method, spec, 2):
+            used = counts(spec, params)
+            assert set(used) <= kinds, method
+            assert all(v >= 0 for v in used.values())
+
+
+def test_plan_prints_a_readable_report():
+    p = convdot.plan(np.ones((2, 3, 16, 16), np.float32), np.ones((8, 3, 3, 3), np.float32), stride=2)
+    text = str(p)
+    assert f"method: {p.method}" in text
+    assert "<- chosen" in text
+    assert "winograd" in text and "not a candidate: winograd needs stride 1" in text
+    for m in p.estimates:
+        assert m in text
+    assert "why: lowest estimated time" in text
+
+
+def test_plan_keeps_its_interface():
+    """_run.py, compare.py and `convdot plan` rely on these."""
+    p = convdot.plan(np.ones((1, 2, 8, 8)), np.ones((2, 2, 3, 3)))
+    assert isinstance(p, convdot.Plan)
+    assert p.spec.func == "plan"
+    assert isinstance(p.reason, str) and p.reason
+    parsed = parse_conv("conv2d", np.ones((1, 2, 8, 8)), np.ones((2, 2, 3, 3)), None)
+    assert planner.choose(parsed.spec, parsed.x, parsed.w).method in METHODS
+
+
+def test_parameters_for_winograd_follow_the_model():
+    spec = parse_conv("t", np.ones((4, 16, 12, 12), np.float32), np.ones((16, 16, 3, 3), np.float32), None,
+                      padding=1).spec
+    params = planner.parameters("winograd", spec, threads=1)
+    assert params["tile"] in (2, 4) and params["threads"] == 1 and params["backend"] in ("numpy", "jit")
+    assert planner.parameters("im2col", spec, threads=2) == {"threads": 2}
