@@ -26,6 +26,7 @@ regrouped to whole groups and give their own output channels.
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,8 @@ __all__ = [
 def _as_dask(func: str, name: str, value: Any) -> da.Array:
     arr = value if isinstance(value, da.Array) else da.asarray(value)
     if any(np.isnan(c) for cs in arr.chunks for c in cs):
-        raise ValueError(f"{func}: {name} has unknown chunk sizes {arr.chunks}; call {name}.compute_chunk_sizes() first")
+        raise ValueError(f"{func}: {name} has unknown chunk sizes {arr.chunks}; "
+                         f"call {name}.compute_chunk_sizes() first")
     return arr
 
 
@@ -122,7 +124,7 @@ def plan_axis(chunks: tuple[int, ...], lo: int, hi: int, span: int, stride: int)
     cuts: list[int] = []  # output index where each new piece starts
     start = 0
     for b in np.cumsum(chunks)[:-1]:
-        beta = int(round((lo + int(b) - left) / stride))
+        beta = round((lo + int(b) - left) / stride)
         if beta < 1 or beta > length - 1 or (cuts and beta <= cuts[-1]):
             continue
         if beta * stride + left - start < smallest:
@@ -133,8 +135,8 @@ def plan_axis(chunks: tuple[int, ...], lo: int, hi: int, span: int, stride: int)
         cuts.pop()
     bounds = [0, *(c * stride + left for c in cuts), total]
     outs = [0, *cuts, length]
-    return (tuple(int(b - a) for a, b in zip(bounds, bounds[1:])),
-            tuple(int(b - a) for a, b in zip(outs, outs[1:])), (left, right))
+    return (tuple(int(b - a) for a, b in itertools.pairwise(bounds)),
+            tuple(int(b - a) for a, b in itertools.pairwise(outs)), (left, right))
 
 
 def _pad_axis(x: da.Array, axis: int, lo: int, hi: int, mode: str, fill: Any) -> da.Array:
@@ -187,7 +189,6 @@ def _stuff(block: np.ndarray, factors: tuple[int, ...], block_info: Any = None) 
 def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int,
                   method: str, func: str) -> da.Array:
     """``x`` (N, C, *spatial), in the compute dtype, convolved: (N, C_out/…, *out) for one channel piece."""
-    nd = x.ndim - 2
     planned = [plan_axis(x.chunks[2 + i], lo, hi, d * (k - 1) + 1, s)
                for i, ((lo, hi), k, s, d) in enumerate(zip(pads, w.shape[2:], stride, dilation))]
     xp = x
@@ -266,8 +267,9 @@ def _conv_transpose(func: str, x: Any, weight: Any, bias: Any, stride: Any, padd
     x4 = (xd if p.batched else xd[None]).astype(spec.dtype)  # (N, C_in, *spatial)
     factors = tuple(p.input_dilation)
     if any(f > 1 for f in factors):
-        chunks = x4.chunks[:2] + tuple(tuple(c * f for c in cs[:-1]) + ((cs[-1] - 1) * f + 1,)
-                                       for cs, f in zip(x4.chunks[2:], factors))
+        # every element but the array's last gains f - 1 zeros after it
+        chunks = (*x4.chunks[:2], *((*(c * f for c in cs[:-1]), (cs[-1] - 1) * f + 1)
+                                    for cs, f in zip(x4.chunks[2:], factors)))
         x4 = x4.map_blocks(_stuff, factors, chunks=chunks, dtype=x4.dtype)
     w = np.asarray(p.w, dtype=spec.dtype)
     out = _layer(x4, w, spec.pads, "constant", 0, spec.stride, spec.dilation, spec.groups, method, func)
@@ -405,8 +407,9 @@ _T_SHAPE_EXAMPLE = """>>> import numpy as np, dask.array as da, convdot.dask
     >>> y = convdot.dask.conv_transpose{n}(x, np.ones((2, 3, {ks})), stride=2)
     >>> y.shape, float(y.sum().compute())
     ((1, 3, {osp}), {total})"""
-conv_transpose.__doc__ = _TRANSPOSE_DOC.format(summary="A transposed convolution of any rank over a Dask array.",
-                                               sp="*spatial", ks="*k", osp="*out", n="", example=_T_EXAMPLE.format(n=""))
+conv_transpose.__doc__ = _TRANSPOSE_DOC.format(
+    summary="A transposed convolution of any rank over a Dask array.", sp="*spatial", ks="*k", osp="*out", n="",
+    example=_T_EXAMPLE.format(n=""))
 conv_transpose1d.__doc__ = _TRANSPOSE_DOC.format(summary="A 1-D transposed convolution over a Dask array.", sp="L",
                                                  ks="kL", osp="L_out", n="1d", example=_T_EXAMPLE.format(n="1d"))
 conv_transpose2d.__doc__ = _TRANSPOSE_DOC.format(
