@@ -13,14 +13,14 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import conv_problems
 
 import convdot
+from conftest import assert_close
 from convdot._spec import parse_conv
-from convdot.algorithms import sliding
+from convdot.algorithms import fft, sliding
+from strategies import conv_problems
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
@@ -128,3 +128,42 @@ def test_direct_path_keeps_nan_and_inf_in_place(jit, rng):
     kwargs = {"stride": 1, "dilation": 1, "groups": 1, "padding": 1}
     with _jit(jit):
         _check(sliding.run_direct, x, w, kwargs)
+
+
+# --------------------------------------------------------------------------- fft
+
+
+@given(problem=conv_problems(dtypes=("float32", "float64", "complex128")), data=st.data(),
+       padding_mode=st.sampled_from(["zeros", "circular"]))
+def test_fft_blocks_match_reference(problem, data, padding_mode):
+    """Overlap-save with every block length, from one output per block to the whole array."""
+    x, w, _, kwargs = problem
+    if x.dtype.kind == "c":
+        x = x + 1j * np.roll(x, 1)
+    if padding_mode == "circular" and any(max(p) > n for p, n in zip(kwargs["padding"], x.shape[2:])):
+        padding_mode = "zeros"
+    spec = _parsed(x, w, kwargs, padding_mode).spec
+    steps = tuple(s * data.draw(st.integers(1, 4)) for s in spec.stride)
+    m = tuple(st_ + sp - 1 + data.draw(st.integers(0, 3)) for st_, sp in zip(steps, fft.span(spec)))
+    _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
+
+
+def test_fft_picks_blocks_for_a_small_kernel_on_a_large_image():
+    spec = _parsed(np.zeros((1, 1, 2048, 2048)), np.zeros((1, 1, 15, 15)), {"padding": 7}).spec
+    m, step = fft.blocks(spec)
+    assert all(mm < 2048 for mm in m) and all(mm >= s + 14 for mm, s in zip(m, step))
+    whole = _parsed(np.zeros((1, 1, 64, 64)), np.zeros((1, 1, 31, 31)), {"padding": 15}).spec
+    assert fft.blocks(whole)[0][0] >= 94  # kernel as large as the image: one block
+
+
+@given(problem=conv_problems(nd=2, dtypes=("float64",)), data=st.data())
+def test_fft_blocks_keep_nan_and_inf_in_place(problem, data):
+    x, w, _, kwargs = problem
+    x = x.copy()
+    flat = x.reshape(-1)
+    for i in data.draw(st.lists(st.integers(0, flat.size - 1), min_size=1, max_size=3)):
+        flat[i] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    spec = _parsed(x, w, kwargs).spec
+    steps = spec.stride
+    m = tuple(s + sp - 1 for s, sp in zip(steps, fft.span(spec)))
+    _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs)
