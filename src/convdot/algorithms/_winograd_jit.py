@@ -4,7 +4,7 @@ Importing this module imports numba; :mod:`convdot.algorithms.winograd` does so 
 large enough to repay it, so ``import convdot`` and ``convdot demo`` never load it. Each kernel
 handles a range of channels of a block of images, releases the GIL, and is run on a thread pool.
 
-Layouts (chosen so that every write and every read is a contiguous run):
+Layouts (chosen so that the arithmetic runs over long contiguous vectors, which LLVM vectorizes):
 
 - ``x`` : ``(N, C, H, W)`` C-contiguous, unpadded; zero padding is applied while reading.
   A block covers images ``n0:n1`` and tile rows ``i0:i0+th``; ``top = m*i0 - pad_top`` is the
@@ -13,6 +13,12 @@ Layouts (chosen so that every write and every read is a contiguous run):
   ``(p_row, p_col)``), ``B = images * tiles_h * tiles_w`` (row-major ``(n, i, j)``).
 - ``M`` : ``(C_out, P, B)`` the products summed over input channels.
 - ``out`` : ``(N, C_out, OH, OW)``.
+
+Per input plane, :func:`_split` first deals the padded plane into phases,
+``S[k, q, i*tw + j] = xpad[m*i + k, m*j + q]`` for row phases ``k < m`` and column phases
+``q < m + 2`` (the last two repeat the next tile's first columns), so that element ``(k, q)`` of
+every tile sits at the same flat index ``f = i*tw + j`` (rows ``k >= m`` at ``f + tw``). The row
+and column transforms are then loops over ``f`` with unit stride, as is the inverse transform.
 
 The formulas are the rows of ``B^T`` and ``A^T`` in :mod:`convdot.algorithms.winograd` with the
 shared sub-expressions factored out; ``K`` holds the constants 2, 4, 5, 8 in the compute dtype so
@@ -26,193 +32,201 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
-def _fill(x, buf, n, c, top, pl, m):
-    """Copy plane ``x[n, c]`` into ``buf[r, q, t] = xpad[top + r, m*t + q]`` (zero outside ``x``).
+def _split(x, S, n, c, top, pl, m, tw):  # pragma: no cover - compiled
+    """Deal plane ``x[n, c]`` into ``S[k, q, i*tw + j] = xpad[top + m*i + k, m*j + q]`` (zero outside ``x``).
 
-    Row ``top + r`` of ``x`` is buffer row ``r`` (``top < 0``: padding rows above the input);
-    column ``col`` of ``x`` is padded column ``col + pl``. Returns the sum of ``v - v`` over what
-    was copied: 0 when every value is finite, NaN otherwise.
+    Returns how many values of the plane are not finite.
     """
-    buf[:] = 0
-    rows, cols = buf.shape[0], buf.shape[2]
+    S[:] = 0
+    rows = (S.shape[2] // tw) * m
     _, _, h, w = x.shape
-    acc = buf[0, 0, 0]
+    bad = 0
     for dr in range(max(0, -top), min(rows, h - top)):
-        r = dr + top
-        for col in range(w):
-            dc = col + pl
-            t = dc // m
-            if t < cols:
-                v = x[n, c, r, col]
-                acc += v - v
-                buf[dr, dc - t * m, t] = v
-    return acc
+        i = dr // m
+        k = dr - i * m
+        base = i * tw
+        src = x[n, c, dr + top]
+        for col in range(w):  # an integer count vectorizes; a float flag would chain every add
+            v = src[col]
+            bad += (v - v) != 0
+        for q in range(m + 2):
+            lo = max(0, (pl - q + m - 1) // m)  # first tile whose column q is inside x
+            hi = min(tw, (w - 1 + pl - q) // m + 1)
+            dst = S[k, q]
+            for j in range(lo, hi):
+                dst[base + j] = src[m * j + q - pl]
+    return bad
 
 
 @njit(nogil=True, cache=True)
-def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):
-    """``V[c, :, b] = (B^T d B).ravel()`` for every 6x6 tile ``d`` (F(4,3)); True if all finite."""
+def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - compiled
+    """``V[c, :, b] = (B^T d B).ravel()`` for every 6x6 tile ``d`` (F(4,3)); True if ``x`` was finite."""
     k2, k4, k5 = K[0], K[1], K[2]
-    buf = np.empty((4 * th + 2, 4, tw + 1), dtype=V.dtype)
-    tmp = np.empty((6, 4, tw + 1), dtype=V.dtype)
-    finite = K[0] - K[0]
+    t_ = th * tw
+    S = np.empty((4, 6, (th + 1) * tw), dtype=V.dtype)
+    R = np.empty((6, 6, t_), dtype=V.dtype)  # R[p, q, f] = (B^T d)[p, q]
+    bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            finite += _fill(x, buf, n, c, top, pl, 4)
-            for i in range(th):
-                r = 4 * i
-                for q in range(4):  # rows: B^T d, for every input column (phase q, tile t)
-                    for t in range(tw + 1):
-                        d0 = buf[r, q, t]
-                        d1 = buf[r + 1, q, t]
-                        d2 = buf[r + 2, q, t]
-                        d3 = buf[r + 3, q, t]
-                        d4 = buf[r + 4, q, t]
-                        d5 = buf[r + 5, q, t]
-                        a = d4 - k4 * d2
-                        b = d3 - k4 * d1
-                        e = d4 - d2
-                        f = k2 * (d3 - d1)
-                        tmp[0, q, t] = k4 * d0 - k5 * d2 + d4
-                        tmp[1, q, t] = a + b
-                        tmp[2, q, t] = a - b
-                        tmp[3, q, t] = e + f
-                        tmp[4, q, t] = e - f
-                        tmp[5, q, t] = k4 * d1 - k5 * d3 + d5
-                base = (n - n0) * th * tw + i * tw
-                for p in range(6):  # columns: (B^T d) B, tile t spans phases 0-3 of t and 0-1 of t+1
-                    for t in range(tw):
-                        d0 = tmp[p, 0, t]
-                        d1 = tmp[p, 1, t]
-                        d2 = tmp[p, 2, t]
-                        d3 = tmp[p, 3, t]
-                        d4 = tmp[p, 0, t + 1]
-                        d5 = tmp[p, 1, t + 1]
-                        a = d4 - k4 * d2
-                        b = d3 - k4 * d1
-                        e = d4 - d2
-                        f = k2 * (d3 - d1)
-                        V[c, 6 * p, base + t] = k4 * d0 - k5 * d2 + d4
-                        V[c, 6 * p + 1, base + t] = a + b
-                        V[c, 6 * p + 2, base + t] = a - b
-                        V[c, 6 * p + 3, base + t] = e + f
-                        V[c, 6 * p + 4, base + t] = e - f
-                        V[c, 6 * p + 5, base + t] = k4 * d1 - k5 * d3 + d5
-    return finite == 0
+            bad += _split(x, S, n, c, top, pl, 4, tw)
+            for q in range(6):  # rows: B^T d
+                s0, s1, s2, s3 = S[0, q], S[1, q], S[2, q], S[3, q]
+                r0, r1, r2, r3, r4, r5 = R[0, q], R[1, q], R[2, q], R[3, q], R[4, q], R[5, q]
+                for f in range(t_):
+                    d0 = s0[f]
+                    d1 = s1[f]
+                    d2 = s2[f]
+                    d3 = s3[f]
+                    d4 = s0[f + tw]
+                    d5 = s1[f + tw]
+                    a = d4 - k4 * d2
+                    b = d3 - k4 * d1
+                    e = d4 - d2
+                    g = k2 * (d3 - d1)
+                    r0[f] = k4 * d0 - k5 * d2 + d4
+                    r1[f] = a + b
+                    r2[f] = a - b
+                    r3[f] = e + g
+                    r4[f] = e - g
+                    r5[f] = k4 * d1 - k5 * d3 + d5
+            base = (n - n0) * t_
+            for p in range(6):  # columns: (B^T d) B
+                e0, e1, e2, e3, e4, e5 = R[p, 0], R[p, 1], R[p, 2], R[p, 3], R[p, 4], R[p, 5]
+                vp = V[c, 6 * p:6 * p + 6, base:base + t_]
+                v0, v1, v2, v3, v4, v5 = vp[0], vp[1], vp[2], vp[3], vp[4], vp[5]
+                for f in range(t_):
+                    d0 = e0[f]
+                    d1 = e1[f]
+                    d2 = e2[f]
+                    d3 = e3[f]
+                    d4 = e4[f]
+                    d5 = e5[f]
+                    a = d4 - k4 * d2
+                    b = d3 - k4 * d1
+                    e = d4 - d2
+                    g = k2 * (d3 - d1)
+                    v0[f] = k4 * d0 - k5 * d2 + d4
+                    v1[f] = a + b
+                    v2[f] = a - b
+                    v3[f] = e + g
+                    v4[f] = e - g
+                    v5[f] = k4 * d1 - k5 * d3 + d5
+    return bad == 0
 
 
 @njit(nogil=True, cache=True)
-def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):
+def _interleave(Y, out, n, o, r0, m, th, tw):  # pragma: no cover - compiled
+    """``out[n, o, r0 + m*i + a, m*j + b] = Y[a, b, i*tw + j]``, cropped to ``out``'s shape."""
+    _, _, oh, ow = out.shape
+    for i in range(th):
+        for a in range(min(m, oh - r0 - m * i)):
+            row = out[n, o, r0 + m * i + a]
+            base = i * tw
+            for col in range(ow):
+                j = col // m
+                row[col] = Y[a, col - j * m, base + j]
+
+
+@njit(nogil=True, cache=True)
+def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - compiled
     """``out[n, o, r0+4i:r0+4i+4, 4j:4j+4] = A^T m A`` for every 6x6 tile of products ``m`` (F(4,3))."""
     k2, k4, k8 = K[0], K[1], K[3]
-    _, _, oh, ow = out.shape
-    s = np.empty((4, 6, tw), dtype=M.dtype)
-    row = np.empty((4, 4 * tw), dtype=M.dtype)
+    t_ = th * tw
+    S = np.empty((4, 6, t_), dtype=M.dtype)  # S[a, pc, f] = (A^T m)[a, pc]
+    Y = np.empty((4, 4, t_), dtype=M.dtype)  # Y[a, b, f] = (A^T m A)[a, b]
     for o in range(c0, c1):
         for n in range(n0, n1):
-            for i in range(th):
-                base = (n - n0) * th * tw + i * tw
-                for pc in range(6):  # rows: A^T m, for every point column
-                    for t in range(tw):
-                        m0 = M[o, pc, base + t]
-                        m1 = M[o, 6 + pc, base + t]
-                        m2 = M[o, 12 + pc, base + t]
-                        m3 = M[o, 18 + pc, base + t]
-                        m4 = M[o, 24 + pc, base + t]
-                        m5 = M[o, 30 + pc, base + t]
-                        a = m1 + m2
-                        b = m3 + m4
-                        e = m1 - m2
-                        f = m3 - m4
-                        s[0, pc, t] = m0 + a + b
-                        s[1, pc, t] = e + k2 * f
-                        s[2, pc, t] = a + k4 * b
-                        s[3, pc, t] = e + k8 * f + m5
-                for ra in range(4):  # columns: (A^T m) A
-                    for t in range(tw):
-                        m0 = s[ra, 0, t]
-                        m1 = s[ra, 1, t]
-                        m2 = s[ra, 2, t]
-                        m3 = s[ra, 3, t]
-                        m4 = s[ra, 4, t]
-                        m5 = s[ra, 5, t]
-                        a = m1 + m2
-                        b = m3 + m4
-                        e = m1 - m2
-                        f = m3 - m4
-                        row[ra, 4 * t] = m0 + a + b
-                        row[ra, 4 * t + 1] = e + k2 * f
-                        row[ra, 4 * t + 2] = a + k4 * b
-                        row[ra, 4 * t + 3] = e + k8 * f + m5
-                for ra in range(min(4, oh - r0 - 4 * i)):
-                    for col in range(ow):
-                        out[n, o, r0 + 4 * i + ra, col] = row[ra, col]
+            base = (n - n0) * t_
+            for pc in range(6):  # rows: A^T m
+                m0, m1, m2 = M[o, pc, base:base + t_], M[o, 6 + pc, base:base + t_], M[o, 12 + pc, base:base + t_]
+                m3, m4, m5 = M[o, 18 + pc, base:base + t_], M[o, 24 + pc, base:base + t_], M[o, 30 + pc, base:base + t_]
+                s0, s1, s2, s3 = S[0, pc], S[1, pc], S[2, pc], S[3, pc]
+                for f in range(t_):
+                    a = m1[f] + m2[f]
+                    b = m3[f] + m4[f]
+                    e = m1[f] - m2[f]
+                    g = m3[f] - m4[f]
+                    s0[f] = m0[f] + a + b
+                    s1[f] = e + k2 * g
+                    s2[f] = a + k4 * b
+                    s3[f] = e + k8 * g + m5[f]
+            for ra in range(4):  # columns: (A^T m) A
+                m0, m1, m2, m3, m4, m5 = S[ra, 0], S[ra, 1], S[ra, 2], S[ra, 3], S[ra, 4], S[ra, 5]
+                y0, y1, y2, y3 = Y[ra, 0], Y[ra, 1], Y[ra, 2], Y[ra, 3]
+                for f in range(t_):
+                    a = m1[f] + m2[f]
+                    b = m3[f] + m4[f]
+                    e = m1[f] - m2[f]
+                    g = m3[f] - m4[f]
+                    y0[f] = m0[f] + a + b
+                    y1[f] = e + k2 * g
+                    y2[f] = a + k4 * b
+                    y3[f] = e + k8 * g + m5[f]
+            _interleave(Y, out, n, o, r0, 4, th, tw)
 
 
 @njit(nogil=True, cache=True)
-def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw):
-    """``V[c, :, b] = (B^T d B).ravel()`` for every 4x4 tile ``d`` (F(2,3)); True if all finite."""
-    buf = np.empty((2 * th + 2, 2, tw + 1), dtype=V.dtype)
-    tmp = np.empty((4, 2, tw + 1), dtype=V.dtype)
-    finite = K[0] - K[0]
+def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - compiled
+    """``V[c, :, b] = (B^T d B).ravel()`` for every 4x4 tile ``d`` (F(2,3)); True if ``x`` was finite."""
+    t_ = th * tw
+    S = np.empty((2, 4, (th + 1) * tw), dtype=V.dtype)
+    R = np.empty((4, 4, t_), dtype=V.dtype)
+    bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            finite += _fill(x, buf, n, c, top, pl, 2)
-            for i in range(th):
-                r = 2 * i
-                for q in range(2):
-                    for t in range(tw + 1):
-                        d0 = buf[r, q, t]
-                        d1 = buf[r + 1, q, t]
-                        d2 = buf[r + 2, q, t]
-                        d3 = buf[r + 3, q, t]
-                        tmp[0, q, t] = d0 - d2
-                        tmp[1, q, t] = d1 + d2
-                        tmp[2, q, t] = d2 - d1
-                        tmp[3, q, t] = d1 - d3
-                base = (n - n0) * th * tw + i * tw
-                for p in range(4):
-                    for t in range(tw):
-                        d0 = tmp[p, 0, t]
-                        d1 = tmp[p, 1, t]
-                        d2 = tmp[p, 0, t + 1]
-                        d3 = tmp[p, 1, t + 1]
-                        V[c, 4 * p, base + t] = d0 - d2
-                        V[c, 4 * p + 1, base + t] = d1 + d2
-                        V[c, 4 * p + 2, base + t] = d2 - d1
-                        V[c, 4 * p + 3, base + t] = d1 - d3
-    return finite == 0
+            bad += _split(x, S, n, c, top, pl, 2, tw)
+            for q in range(4):
+                s0, s1 = S[0, q], S[1, q]
+                r0, r1, r2, r3 = R[0, q], R[1, q], R[2, q], R[3, q]
+                for f in range(t_):
+                    d0 = s0[f]
+                    d1 = s1[f]
+                    d2 = s0[f + tw]
+                    d3 = s1[f + tw]
+                    r0[f] = d0 - d2
+                    r1[f] = d1 + d2
+                    r2[f] = d2 - d1
+                    r3[f] = d1 - d3
+            base = (n - n0) * t_
+            for p in range(4):
+                e0, e1, e2, e3 = R[p, 0], R[p, 1], R[p, 2], R[p, 3]
+                v0, v1 = V[c, 4 * p, base:base + t_], V[c, 4 * p + 1, base:base + t_]
+                v2, v3 = V[c, 4 * p + 2, base:base + t_], V[c, 4 * p + 3, base:base + t_]
+                for f in range(t_):
+                    d0 = e0[f]
+                    d1 = e1[f]
+                    d2 = e2[f]
+                    d3 = e3[f]
+                    v0[f] = d0 - d2
+                    v1[f] = d1 + d2
+                    v2[f] = d2 - d1
+                    v3[f] = d1 - d3
+    return bad == 0
 
 
 @njit(nogil=True, cache=True)
-def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):
+def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - compiled
     """``out[n, o, r0+2i:r0+2i+2, 2j:2j+2] = A^T m A`` for every 4x4 tile of products ``m`` (F(2,3))."""
-    _, _, oh, ow = out.shape
-    s = np.empty((2, 4, tw), dtype=M.dtype)
-    row = np.empty((2, 2 * tw), dtype=M.dtype)
+    t_ = th * tw
+    S = np.empty((2, 4, t_), dtype=M.dtype)
+    Y = np.empty((2, 2, t_), dtype=M.dtype)
     for o in range(c0, c1):
         for n in range(n0, n1):
-            for i in range(th):
-                base = (n - n0) * th * tw + i * tw
-                for pc in range(4):
-                    for t in range(tw):
-                        m0 = M[o, pc, base + t]
-                        m1 = M[o, 4 + pc, base + t]
-                        m2 = M[o, 8 + pc, base + t]
-                        m3 = M[o, 12 + pc, base + t]
-                        s[0, pc, t] = m0 + m1 + m2
-                        s[1, pc, t] = m1 - m2 - m3
-                for ra in range(2):
-                    for t in range(tw):
-                        m0 = s[ra, 0, t]
-                        m1 = s[ra, 1, t]
-                        m2 = s[ra, 2, t]
-                        m3 = s[ra, 3, t]
-                        row[ra, 2 * t] = m0 + m1 + m2
-                        row[ra, 2 * t + 1] = m1 - m2 - m3
-                for ra in range(min(2, oh - r0 - 2 * i)):
-                    for col in range(ow):
-                        out[n, o, r0 + 2 * i + ra, col] = row[ra, col]
+            base = (n - n0) * t_
+            for pc in range(4):
+                m0, m1 = M[o, pc, base:base + t_], M[o, 4 + pc, base:base + t_]
+                m2, m3 = M[o, 8 + pc, base:base + t_], M[o, 12 + pc, base:base + t_]
+                s0, s1 = S[0, pc], S[1, pc]
+                for f in range(t_):
+                    s0[f] = m0[f] + m1[f] + m2[f]
+                    s1[f] = m1[f] - m2[f] - m3[f]
+            for ra in range(2):
+                m0, m1, m2, m3 = S[ra, 0], S[ra, 1], S[ra, 2], S[ra, 3]
+                y0, y1 = Y[ra, 0], Y[ra, 1]
+                for f in range(t_):
+                    y0[f] = m0[f] + m1[f] + m2[f]
+                    y1[f] = m1[f] - m2[f] - m3[f]
+            _interleave(Y, out, n, o, r0, 2, th, tw)
 
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}

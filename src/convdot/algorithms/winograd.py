@@ -152,6 +152,11 @@ def tile_grid(spec: ConvSpec, m: int) -> tuple[int, ...]:
 _cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _cache_lock = threading.Lock()
 
+#: Scratch buffers kept between calls (bytes): a fresh 10 MB buffer costs its page faults on
+#: every call, which is a fifth of a ResNet layer's time.
+_WORKSPACE_KEEP = 64 << 20
+_spare: list[np.ndarray] = []
+
 
 def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int) -> np.ndarray:
     """``U = G g G^T`` for every filter, as ``(P, G, C_out/G, C_in/G)`` in ``dtype``; cached.
@@ -182,9 +187,28 @@ def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int) -> np.
 
 
 def clear_cache() -> None:
-    """Forget every cached kernel transform."""
+    """Forget every cached kernel transform and kept scratch buffer."""
     with _cache_lock:
         _cache.clear()
+        _spare.clear()
+
+
+def _take(nbytes: int) -> np.ndarray:
+    """A scratch buffer of at least ``nbytes`` bytes (uint8), reused from an earlier call when one fits."""
+    with _cache_lock:
+        for i, buf in enumerate(_spare):  # sorted by size: the first that fits is the smallest
+            if buf.nbytes >= nbytes:
+                return _spare.pop(i)
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+def _give(buf: np.ndarray) -> None:
+    """Keep ``buf`` for a later call, within :data:`_WORKSPACE_KEEP` bytes (smallest dropped first)."""
+    with _cache_lock:
+        _spare.append(buf)
+        _spare.sort(key=lambda b: b.nbytes)
+        while sum(b.nbytes for b in _spare) > _WORKSPACE_KEEP:
+            _spare.pop(0)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -340,14 +364,25 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np
     k = jit.constants(dt)
     to_v, from_m = jit.KERNELS[m]
     tw = tile_grid(spec, m)[1]
-    c_out = spec.out_shape[1]
-    c_in, cg, cog = spec.x_shape[1], spec.w_shape[1], c_out // g
-    p = (m + 2) ** 2
+    c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
     out = np.empty(spec.out_shape, dtype=dt)
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
-    v_buf = np.empty(c_in * p * width, dtype=dt)
-    m_buf = np.empty(c_out * p * width, dtype=dt)
+    v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
+    v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
+    m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
+    try:
+        return _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, tw)
+    finally:
+        _give(v_raw)
+        _give(m_raw)
+
+
+def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, tw) -> np.ndarray | None:
+    """Transform, multiply and transform back each block of work (see :func:`_run_jit`)."""
+    m, g = params.tile, spec.groups
+    c_in, c_out, cg = spec.x_shape[1], spec.out_shape[1], spec.w_shape[1]
+    cog, p = c_out // g, (m + 2) ** 2
     for n0, n1, i0, i1 in jobs:
         b = (n1 - n0) * (i1 - i0) * tw
         v = v_buf[:c_in * p * b].reshape(c_in, p, b)  # (C_in, P, B)
