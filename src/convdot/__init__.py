@@ -8,6 +8,7 @@ from ._spec import METHODS
 from .compare import Comparison, compare
 from .explain import Trace, animate, explain, explain2d
 from .grad import conv_backward, conv_backward1d, conv_backward2d, conv_backward3d
+from .grad_explain import GradTrace, explain_grad
 from .nn import (
     conv,
     conv1d,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS",
     "Comparison",
+    "GradTrace",
     "Plan",
     "Trace",
     "__version__",
@@ -50,6 +52,7 @@ __all__ = [
     "correlate2d",
     "explain",
     "explain2d",
+    "explain_grad",
     "plan",
     "tune",
 ]
