@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import convdot
 from conftest import assert_close
 from convdot._spec import parse_conv
-from convdot.algorithms import fft, sliding
+from convdot.algorithms import fft, im2col, sliding
 from strategies import conv_problems
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -167,3 +167,48 @@ def test_fft_blocks_keep_nan_and_inf_in_place(problem, data):
     steps = spec.stride
     m = tuple(s + sp - 1 for s, sp in zip(steps, fft.span(spec)))
     _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs)
+
+
+# --------------------------------------------------------------------------- im2col
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 10, 1 << 22])
+@given(problem=conv_problems(dtypes=("float32", "float64", "int16")))
+def test_im2col_blocks_match_reference(block_bytes, problem):
+    """From one output row per block (1 byte asks for the minimum) to whole batches per block."""
+    x, w, _, kwargs = problem
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(im2col, "BLOCK_BYTES", block_bytes)
+        p = _parsed(x, w, kwargs)
+        out = im2col.run(p.x, p.w, p.spec)
+    ref = _reference(x, w, kwargs)
+    if ref.dtype.kind == "i":
+        np.testing.assert_array_equal(out, ref)
+    else:
+        assert_close(out, ref, _scale(x, w, kwargs))
+
+
+@given(problem=conv_problems(), data=st.data())
+def test_im2col_pointwise_is_a_plain_gemm(problem, data):
+    x, w, _, kwargs = problem
+    w = w[(slice(None), slice(None), *(slice(0, 1),) * (w.ndim - 2))]  # 1x1
+    kwargs = {**kwargs, "padding": 0, "dilation": 1}
+    p = _parsed(x, w, kwargs)
+    assert im2col.is_pointwise(p.spec)
+    if data.draw(st.booleans()):
+        x = np.asfortranarray(x)  # any memory order
+    _check(im2col.run, x, w, kwargs)
+
+
+def test_im2col_stride1_pointwise_reads_x_in_place(rng):
+    """The 1x1 stride-1 GEMM makes no copy of a contiguous input: only the output is allocated."""
+    import tracemalloc
+
+    x = rng.standard_normal((2, 64, 32, 32))
+    w = rng.standard_normal((8, 64, 1, 1))
+    p = _parsed(x, w, {"padding": 0})
+    tracemalloc.start()
+    im2col.run(p.x, p.w, p.spec)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1.2 * 2 * 8 * 32 * 32 * 8  # the output, not the 1 MiB input

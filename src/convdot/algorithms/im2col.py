@@ -1,48 +1,136 @@
-"""Windows as columns and one matrix multiply per group: the dot-product view.
+"""Windows as columns and one matrix multiply per block: the dot-product view.
 
 Every receptive field is flattened into a column of ``X_col`` (shape ``(C/G * prod(k), P)``) and
 every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output is
-``W_row @ X_col``. Columns are built for a block of output rows at a time so the extra memory
-stays bounded, and a 1x1 stride-1 unpadded convolution is a plain GEMM on ``x`` itself.
+``W_row @ X_col``.
+
+- Columns are built tap by tap: for each kernel tap, one strided slice of the padded input is
+  copied into its rows of the column block (``prod(k)`` large copies instead of one scattered
+  gather), for a block of images and output rows small enough to stay in cache
+  (:data:`BLOCK_BYTES`) and always within the memory budget.
+- ``np.matmul`` broadcasts ``W_row`` of shape ``(G, Cog, Cg*K)`` over a column block of shape
+  ``(n, G, Cg*K, P)``: batch and groups are one call, and it writes straight into the output
+  (``out=``, a view of the output rows), so no result is copied.
+- A 1x1 kernel without padding is a plain GEMM on ``x`` itself (no columns); with a stride, the
+  subsampled input is the only copy, made a block of images at a time.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._spec import ConvSpec
-from ._common import grouped, pad, windows
+from ._common import array_bytes, ensure_memory, grouped, pad, scratch_budget, tap_index
 
-_BLOCK_BYTES = 16 << 20  # size of one block of columns
+#: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
+BLOCK_BYTES = 4 << 20
 
 
 def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """``W_row @ X_col`` per group, in blocks of output rows; ``(N, C_out, *out)``."""
-    nd, g = spec.nd, spec.groups
-    n, c_out = spec.out_shape[:2]
-    out_sp = spec.out_shape[2:]
-    w_row = np.asarray(w, dtype=spec.dtype).reshape(g, c_out // g, -1)  # (G, Cog, Cg*K)
-    pointwise = all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride)
-    if pointwise and not any(lo or hi for lo, hi in spec.pads):
-        x_col = np.asarray(x, dtype=spec.dtype).reshape(n, g, -1, int(np.prod(out_sp)))  # (N, G, Cg, P)
-        return np.matmul(w_row, x_col).reshape(spec.out_shape)
-    win = grouped(windows(pad(x, spec), spec), g)  # (N, G, Cg, *out, *k)
-    kk = int(np.prod(spec.kernel))
-    # (N, G, Cg, *out, *k) -> (N, G, Cg, *k, *out): columns are (Cg, *k) flattened
-    perm = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
-    win = win.transpose(perm)
-    out = np.empty((n, g, c_out // g, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
-    row_cols = n * spec.w_shape[1] * g * kk * int(np.prod(out_sp[1:]))
-    step = max(1, _BLOCK_BYTES // max(row_cols * win.itemsize, 1))
-    for r in range(0, out_sp[0], step):
-        blk = win[(Ellipsis, slice(r, r + step)) + (slice(None),) * (nd - 1)]  # (N, G, Cg, *k, r, *rest)
-        rows = blk.shape[-nd]
-        x_col = blk.reshape(n, g, -1, rows * int(np.prod(out_sp[1:])))  # (N, G, Cg*K, P_blk): the copy
-        res = np.matmul(w_row, x_col)  # (N, G, Cog, P_blk)
-        out[:, :, :, r:r + rows] = res.reshape(n, g, c_out // g, rows, *out_sp[1:])
-    return out.reshape(spec.out_shape)
+    """``W_row @ X_col`` per group, in blocks; ``(N, C_out, *out)``."""
+    ensure_memory(spec, array_bytes(spec.x_shape, spec.dtype) + array_bytes(spec.out_shape, spec.dtype), "im2col")
+    if is_pointwise(spec):
+        return _pointwise(x, w, spec)
+    return _columns(x, w, spec)
 
 
 def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
     """Every configuration works."""
     return None
+
+
+def is_pointwise(spec: ConvSpec) -> bool:
+    """A 1x1 kernel with no padding: the convolution is a GEMM on (subsampled) ``x``."""
+    return all(k == 1 for k in spec.kernel) and not any(lo or hi for lo, hi in spec.pads)
+
+
+def cost(spec: ConvSpec) -> dict[str, float]:
+    """What :func:`run` costs on ``spec``, for the planner's model.
+
+    Returns
+    -------
+    dict
+        ``gemm`` flops (``2 * spec.macs``), ``copy`` bytes written into column blocks (0 for a
+        stride-1 1x1 kernel), ``blocks`` how many GEMM calls the blocking makes.
+    """
+    n = spec.x_shape[0]
+    if is_pointwise(spec):
+        strided = any(s != 1 for s in spec.stride)
+        copy = array_bytes((*spec.x_shape[:2], *spec.out_shape[2:]), spec.dtype) if strided else 0
+        return {"gemm": 2.0 * spec.macs, "copy": float(copy), "blocks": 1.0}
+    images, rows = _block(spec, 0)
+    nblocks = -(-n // images) * -(-spec.out_shape[2] // rows)
+    copy = array_bytes((n, spec.x_shape[1], math.prod(spec.kernel), *spec.out_shape[2:]), spec.dtype)
+    return {"gemm": 2.0 * spec.macs, "copy": float(copy), "blocks": float(nblocks)}
+
+
+def _w_row(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    g = spec.groups
+    return np.asarray(w, dtype=spec.dtype).reshape(g, spec.w_shape[0] // g, -1)  # (G, Cog, Cg*K)
+
+
+def _pointwise(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    g = spec.groups
+    n, c_out = spec.out_shape[:2]
+    p = math.prod(spec.out_shape[2:])
+    w_row = _w_row(w, spec)  # (G, Cog, Cg)
+    out = np.empty((n, g, c_out // g, p), dtype=spec.dtype)  # (N, G, Cog, P)
+    xs = np.asarray(x)
+    if all(s == 1 for s in spec.stride):
+        xm = xs.astype(spec.dtype, copy=False).reshape(n, g, -1, p)  # (N, G, Cg, P): a view when x is contiguous
+        np.matmul(w_row, xm, out=out)
+        return out.reshape(spec.out_shape)
+    sub = (slice(None), slice(None), *(slice(None, None, s) for s in spec.stride))
+    per_image = array_bytes((1, spec.x_shape[1], p), spec.dtype)
+    step = max(1, min(BLOCK_BYTES, scratch_budget(spec)) // per_image)
+    for n0 in range(0, n, step):
+        blk = np.ascontiguousarray(xs[n0:n0 + step][sub], dtype=spec.dtype)  # (n, C, *out): the only copy
+        np.matmul(w_row, blk.reshape(blk.shape[0], g, -1, p), out=out[n0:n0 + step])  # (n, G, Cg, P)
+    return out.reshape(spec.out_shape)
+
+
+def _block(spec: ConvSpec, committed: int) -> tuple[int, int]:
+    """Images and output rows per column block: about :data:`BLOCK_BYTES`, never over the budget."""
+    out_sp = spec.out_shape[2:]
+    row = array_bytes((spec.x_shape[1], math.prod(spec.kernel), *out_sp[1:]), spec.dtype)  # one image, one row
+    target = max(row, min(BLOCK_BYTES, scratch_budget(spec, committed)))
+    image = row * out_sp[0]
+    if image <= target:
+        return max(1, min(spec.x_shape[0], target // image)), out_sp[0]
+    return 1, max(1, target // row)
+
+
+def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    g = spec.groups
+    n, c_out = spec.out_shape[:2]
+    cg, cog = spec.w_shape[1], c_out // g
+    out_sp = spec.out_shape[2:]
+    rest = math.prod(out_sp[1:])
+    taps = list(np.ndindex(*spec.kernel))
+    w_row = _w_row(w, spec)  # (G, Cog, Cg*K)
+    xg = grouped(pad(x, spec), g)  # (N, G, Cg, *padded)
+    images, rows = _block(spec, xg.nbytes)
+    out = np.empty((n, g, cog, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
+    buffers: dict[tuple[int, int], np.ndarray] = {}
+    for n0 in range(0, n, images):
+        nb = min(images, n - n0)
+        for r0 in range(0, out_sp[0], rows):
+            nr = min(rows, out_sp[0] - r0)
+            cols = buffers.get((nb, nr))
+            if cols is None:
+                cols = buffers[(nb, nr)] = np.empty((nb, g, cg, len(taps), nr, *out_sp[1:]), dtype=spec.dtype)
+            for t, tap in enumerate(taps):  # (nb, G, Cg, rows, *rest) per tap
+                cols[:, :, :, t] = xg[(slice(n0, n0 + nb), slice(None), slice(None),
+                                       *tap_index(tap, spec.stride, spec.dilation, (nr, *out_sp[1:]), r0))]
+            x_col = cols.reshape(nb, g, cg * len(taps), nr * rest)  # (nb, G, Cg*K, P_blk): free, cols is contiguous
+            dst = out[n0:n0 + nb, :, :, r0:r0 + nr]  # (nb, G, Cog, rows, *rest)
+            try:
+                flat = dst.view()
+                flat.shape = (nb, g, cog, nr * rest)  # rows of one channel are contiguous: a view, never a copy
+            except AttributeError:  # pragma: no cover - out is C-contiguous, so this cannot happen
+                dst[...] = np.matmul(w_row, x_col).reshape(dst.shape)
+                continue
+            np.matmul(w_row, x_col, out=flat)
+    return out.reshape(spec.out_shape)
