@@ -69,19 +69,27 @@ class GradTrace:
         def idx(t: tuple[int, ...]) -> str:
             return "[" + ", ".join(map(str, t)) + "]"
 
-        lines = [f"grad_{self.wrt}{idx(self.index)} = {self.total!r}: {len(self.terms)} products meet here",
+        lines = [f"grad_{self.wrt}{idx(self.index)} = {_num(self.total)}: {len(self.terms)} products meet here",
                  f"  {self.rule}"]
         for t in self.terms[:_SHOWN]:
-            left = f"grad_out{idx(t.grad_out_index)} = {t.grad_out_value!r}"
+            left = f"grad_out{idx(t.grad_out_index)} = {_num(t.grad_out_value)}"
             if t.other_index is None:
                 lines.append(f"  {left}")
                 continue
             name = "weight" if self.wrt == "x" else "x"
             note = f"  (tap {idx(t.tap)}{', via the padding' if t.padded else ''})"
-            lines.append(f"  {left}  *  {name}{idx(t.other_index)} = {t.other_value!r}  ->  {t.product!r}{note}")
+            lines.append(f"  {left}  *  {name}{idx(t.other_index)} = {_num(t.other_value)}  ->  "
+                         f"{_num(t.product)}{note}")
         if len(self.terms) > _SHOWN:
             lines.append(f"  ... and {len(self.terms) - _SHOWN} more")
         return "\n".join(lines)
+
+
+def _num(v: Any) -> str:
+    """Six significant digits for floats, integers in full."""
+    if isinstance(v, complex):
+        return f"({v.real:.6g}{v.imag:+.6g}j)"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def _sources(spec) -> list[np.ndarray]:
@@ -134,11 +142,11 @@ def explain_grad(grad_out: Any, x: Any, weight: Any, wrt: str, index: Any, *, st
     >>> t.total  # tap 1 met x[1], x[2], x[3] in the three outputs
     432.0
     >>> print(t)
-    grad_weight[0, 0, 1] = 432.0: 3 products meet here
+    grad_weight[0, 0, 1] = 432: 3 products meet here
       sum over n, i of grad_out[n, o, i] * xpad[n, c, i*stride + k*dilation] (stride (1,), dilation (1,))
-      grad_out[0, 0, 0] = 1.0  *  x[0, 0, 1] = 2.0  ->  2.0  (tap [1])
-      grad_out[0, 0, 1] = 10.0  *  x[0, 0, 2] = 3.0  ->  30.0  (tap [1])
-      grad_out[0, 0, 2] = 100.0  *  x[0, 0, 3] = 4.0  ->  400.0  (tap [1])
+      grad_out[0, 0, 0] = 1  *  x[0, 0, 1] = 2  ->  2  (tap [1])
+      grad_out[0, 0, 1] = 10  *  x[0, 0, 2] = 3  ->  30  (tap [1])
+      grad_out[0, 0, 2] = 100  *  x[0, 0, 3] = 4  ->  400  (tap [1])
     """
     func = "explain_grad"
     if wrt not in _WRT:
