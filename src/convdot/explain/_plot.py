@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 _ANNOTATE_MAX = 16  # grids up to this many cells per side get their values written in
 _TAP_COLOR = "#e8590c"
+_CROP_OVER = 24  # figures cut inputs larger than this (cells per side) to the window and its surroundings
+_CROP_MARGIN = 4
 _FEATURE = "figures (Trace.plot, convdot.animate, --format png)"
 
 
@@ -75,11 +77,11 @@ def draw_grid(ax: Axes, a: np.ndarray, *, cmap: str, origin: tuple[int, int] = (
         for i, j in zip(*np.nonzero(m)):
             ax.add_patch(mpatches.Rectangle((c0 + j - 0.5, r0 + i - 0.5), 1, 1, fill=False, hatch="//",
                                             edgecolor="#888888", linewidth=0))
-    if annotate is None:
-        annotate = max(rows, cols) <= _ANNOTATE_MAX
+    longest = max(len(num(v)) for v in a2.ravel())
+    size = fontsize or float(min(22.0, 110 / max(rows, cols, 1) * min(1.0, 2.6 / longest)))
+    if annotate is None:  # write the values in when they fit at a readable size
+        annotate = max(rows, cols) <= _ANNOTATE_MAX and size >= 7.5
     if annotate:
-        longest = max(len(num(v)) for v in a2.ravel())
-        size = fontsize or float(np.clip(110 / max(rows, cols, 1) * min(1.0, 2.6 / longest), 7, 22))
         span = hi - lo if hi > lo else 1.0
         for i in range(rows):
             for j in range(cols):
@@ -117,16 +119,45 @@ def outline_taps(ax: Axes, t: Trace, *, color: str = _TAP_COLOR) -> list[Any]:
     return patches
 
 
-def input_panel(ax: Axes, t: Trace, c: int) -> None:
-    """Channel ``c``'s padded input, in input coordinates, padding hatched."""
+def input_view(t: Trace, c: int, crop: bool) -> tuple[np.ndarray, tuple[int, int], bool]:
+    """Channel ``c``'s padded input as 2-D, the input coordinate of its first cell, and whether it was cut.
+
+    With ``crop``, an input larger than :data:`_CROP_OVER` cells on a side is cut to the window and
+    :data:`_CROP_MARGIN` cells around it, so its values stay readable.
+    """
     img = as2d(t.input[c])
     lo = [p[0] for p in t.pads]
-    origin = (-lo[0], -lo[1]) if t.nd == 2 else (0, -lo[0])
+    origin = [-lo[0], -lo[1]] if t.nd == 2 else [0, -lo[0]]
+    taps = list(t.taps) if t.nd == 2 else [(0,), t.taps[0]]
+    cut = False
+    if crop:
+        keep = []
+        for a in range(2):
+            n = img.shape[a]
+            first, last = taps[a][0] - origin[a], taps[a][-1] - origin[a]  # padded coordinates
+            if n > _CROP_OVER:
+                keep.append(slice(max(0, first - _CROP_MARGIN), min(n, last + _CROP_MARGIN + 1)))
+                cut = True
+            else:
+                keep.append(slice(0, n))
+        img = img[keep[0], keep[1]]
+        origin = [origin[0] + keep[0].start, origin[1] + keep[1].start]
+    return img, (origin[0], origin[1]), cut
+
+
+def input_panel(ax: Axes, t: Trace, c: int, *, crop: bool = False) -> bool:
+    """Draw channel ``c``'s padded input in input coordinates, padding hatched; returns whether it was cut."""
+    img, origin, cut = input_view(t, c, crop)
     sizes = t.input_shape if t.nd == 2 else (1, t.input_shape[0])
     r = np.arange(img.shape[0]) + origin[0]
     col = np.arange(img.shape[1]) + origin[1]
     outside = ((r < 0) | (r >= sizes[0]))[:, None] | ((col < 0) | (col >= sizes[1]))[None, :]
     draw_grid(ax, img, cmap="Blues", origin=origin, pad_mask=outside if outside.any() else None)
+    return cut
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def new_figure(width: float, height: float, pyplot: bool) -> Figure:
@@ -197,7 +228,7 @@ def figure(t: Trace, *, channel: int | None = None, pyplot: bool = False) -> Fig
         raise ValueError(f"plot: channel must be an int in [{-n_ch}, {n_ch - 1}] (an index into the trace's "
                          f"{n_ch} input channels), got {channel!r}")
     gridspec = require("matplotlib.gridspec", _FEATURE)
-    img = as2d(t.input[c])
+    img = input_view(t, c, crop=True)[0]
     k2 = as2d(t.kernel[c])
     in_w = 4.2 if img.shape[1] >= img.shape[0] else 4.2 * img.shape[1] / img.shape[0] + 0.8
     k_w = 3.0 * min(1.0, max(0.45, k2.shape[1] / max(k2.shape[0], 3)))
@@ -216,9 +247,10 @@ def figure(t: Trace, *, channel: int | None = None, pyplot: bool = False) -> Fig
         if kind == "op":
             _op(ax, next(ops))
         elif kind == "input":
-            input_panel(ax, t, c)
+            cut = input_panel(ax, t, c, crop=True)
             outline_taps(ax, t)
-            ax.set_title(f"{t.names[0]}{chan}, window outlined", fontsize=14)
+            part = f" (part of {_shape(t.input_shape)})" if cut else ""
+            ax.set_title(f"{t.names[0]}{chan}{part}, window outlined", fontsize=14)
         elif kind == "given":
             draw_grid(ax, as2d(t.weight[c]), cmap="Purples")
             ax.set_title(f"{t.names[1]} as given", fontsize=14)
