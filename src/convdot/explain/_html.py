@@ -133,7 +133,8 @@ def render(t: Trace, *, full: bool = False, max_channels: int = 4, top: int = 5)
                          ["\u00d7", "="], [f"{t.names[0]}, window highlighted", "kernel", "element-wise product"]))
     note = _text.padding_note(t)
     if note:
-        out.append(_p(note.replace("(v) marks", "Grey cells are"), "color:#666"))
+        out.append(_p(note.replace("(v) marks a tap in the padding", "Grey cells are padding; taps in it"),
+                      "color:#666"))
     out.append(_h("2. Their sum is the output element" if n_ch == 1 else
                   "2. Each channel's products add up; the channel sums add up to the output element"))
     if detailed:
