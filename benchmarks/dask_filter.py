@@ -116,7 +116,7 @@ def _one(impl: str, sink: str, src: str, dst: str, kernel: np.ndarray, workers: 
     from distributed import Client, LocalCluster
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not find this file on their path
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=40, env=WORKER_ENV) as cluster, Client(cluster) as client:
         client.run(_warm, impl, kernel, chunk)  # imports and any JIT compile happen here, on every worker
         idle = client.run(_start_sampler)

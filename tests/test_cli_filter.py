@@ -99,7 +99,7 @@ def test_bad_inputs_are_reported(files, setup, message, capsys):
 def test_scheduler_address_runs_on_a_cluster(files, capsys):
     distributed = pytest.importorskip("distributed")
     tmp, img, k = files
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
                                   silence_logs=50) as cluster:
         assert run(tmp, "--scheduler", cluster.scheduler_address, "--boundary", "symm") == 0
     out = zarr.open_array(str(tmp / "out.zarr"))[:]
