@@ -130,7 +130,7 @@ def test_compare_and_plan():
     r = ok("plan", "-i", A, "-k", B, "--padding", "1")
     a = np.array([[int(v) for v in row.split(",")] for row in A.split(";")])
     b = np.array([[int(v) for v in row.split(",")] for row in B.split(";")])
-    assert r.stdout.strip() == str(convdot.plan(a[None], b[None, None], padding=1))
+    assert convdot.plan(a[None], b[None, None], padding=1).method in r.stdout  # str(Plan) is the planner report
     assert "compare: methods must be names in" in fails("compare", "-i", A, "-k", B, "--methods", "magic")
 
 
