@@ -212,3 +212,46 @@ def test_im2col_stride1_pointwise_reads_x_in_place(rng):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.2 * 2 * 8 * 32 * 32 * 8  # the output, not the 1 MiB input
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _peak(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(("method", "x_shape", "w_shape", "kwargs"), [
+    ("im2col", (2, 16, 64, 64), (16, 16, 3, 3), {"padding": 1}),  # full columns would be 9x the input
+    ("im2col", (1, 8, 96, 96), (8, 8, 5, 5), {"padding": 2, "dilation": 1}),
+    ("sliding", (2, 16, 48, 48), (16, 16, 3, 3), {"padding": 1}),  # windows path, einsum in blocks
+    ("sliding", (1, 1, 256, 256), (1, 1, 7, 7), {"padding": 3}),  # direct path
+    ("fft", (1, 1, 512, 512), (1, 1, 15, 15), {"padding": 7}),  # overlap-save blocks
+    # whole-array transforms in batches of images; the kernel spectrum is held whole, so the bound needs
+    # a batch whose input outweighs it (with 4 images it alone is 0.7x the budget: documented in fft.py)
+    ("fft", (16, 8, 32, 32), (8, 8, 5, 5), {"padding": 2}),
+])
+def test_peak_memory_stays_within_twice_input_plus_output(method, x_shape, w_shape, kwargs, rng):
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    p = _parsed(x, w, kwargs)
+    io = x.nbytes + int(np.prod(p.spec.out_shape)) * 8
+    peak = _peak(lambda: convdot.conv(x, w, method=method, **kwargs))
+    assert peak <= 2 * io + (64 << 10), f"{method}: peak {peak} bytes > 2 x {io}"
+
+
+def test_a_problem_too_large_for_memory_is_a_memory_error(monkeypatch):
+    from convdot.algorithms import _common
+
+    monkeypatch.setattr(_common, "available_memory", lambda: 1 << 20)  # a machine with 1 MiB free
+    x = np.zeros((1, 4, 256, 256))
+    w = np.zeros((4, 4, 3, 3))
+    for method in ("sliding", "im2col", "fft"):
+        with pytest.raises(MemoryError, match=r"conv2d: method='\w+' needs .* MiB .* only 1.0 MiB"):
+            convdot.conv2d(x, w, method=method)

@@ -17,6 +17,12 @@ read-modify-write of overlapping tails, which overlap-add needs), the kernel spe
 ``MEMORY_FACTOR * (input + output)`` bytes. :func:`blocks` picks ``M`` by the transform count per
 output; the whole array is the special case of one block.
 
+Memory: the padded input, the output and the kernel spectrum (``C_out * C_in/G`` half-spectra of
+``M`` points) are held whole; blocks and images are batched so the rest stays within the budget.
+When the kernel spectrum alone outweighs ``input + output`` (many channels, a few small images),
+the peak exceeds ``MEMORY_FACTOR * (input + output)``: splitting the output channels would bound it,
+at the price of transforming the input once per channel chunk.
+
 Integers are transformed in float64 and rounded, which is exact while the estimated rounding
 error stays far below 0.5 (checked by :func:`unsupported`).
 """
@@ -110,7 +116,7 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     gemm = 8.0 * n * c_out * cg * freqs * nblocks
     moved = float(nblocks * (n * c + 2 * n * c_out) * freqs * itemsize)
     return {"fft": per * planes, "gemm": gemm, "bytes": moved, "blocks": float(nblocks),
-            "transforms": float(2 * max(1, nblocks // max(1, _batch(spec, m)[0])))}
+            "transforms": float(2 * max(1, nblocks * n // max(1, _batch(spec, m)[0])))}
 
 
 def blocks(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -149,17 +155,17 @@ def cost_simple(spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...]) -> fl
 
 
 def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int]:
-    """Blocks per batch along the first block axis that keep one batch's scratch in budget, and that budget."""
-    n, c = spec.x_shape[:2]
-    c_out = spec.out_shape[1]
+    """How many (image, block) pairs one batch may hold within the memory budget, and one pair's bytes."""
+    c, c_out, cg = spec.x_shape[1], spec.out_shape[1], spec.w_shape[1]
     ft = _fft_dtype(spec)
     points = math.prod(m)
     complex_item = 2 * ft.itemsize if ft.kind != "c" else ft.itemsize
     freqs = points // 2 + 1 if ft.kind != "c" else points
-    # one block: its input copy, input spectrum, product spectrum (and its transposed copy), output block
-    per_block = n * (c * points * ft.itemsize + (c + 2 * c_out) * freqs * complex_item + c_out * points * ft.itemsize)
-    budget = scratch_budget(spec, _ext_bytes(spec, m))
-    return max(1, budget // max(per_block, 1)), per_block
+    # one image's block: input spectrum and its transposed copy, product spectrum and its copy, output block
+    unit = 2 * (c + c_out) * freqs * complex_item + c_out * points * ft.itemsize
+    kernel = c_out * cg * freqs * complex_item  # the kernel spectrum stays for the whole call
+    budget = scratch_budget(spec, _ext_bytes(spec, m) + kernel)
+    return max(1, budget // max(unit, 1)), unit
 
 
 # --------------------------------------------------------------------------- compute
@@ -198,25 +204,33 @@ def _extended_input(x: np.ndarray, spec: ConvSpec, ext: tuple[int, ...]) -> np.n
 
 
 def kernel_spectrum(w: np.ndarray, spec: ConvSpec, m: tuple[int, ...]) -> np.ndarray:
-    """``conj(FFT(conj(w_dilated)))`` of length ``m``: shape ``(C_out, Cg, *freqs)``.
+    """``conj(FFT(conj(w_dilated)))`` of length ``m``, laid out ``(*F, G, Cg, Cog)`` for the channel GEMM.
 
-    Transformed axis by axis from the last, zero-padding each axis only when it is transformed, so
-    the rows that are all zeros cost nothing on the first (real) axis.
+    Frequencies come first so that ``spectrum.reshape(F, G, Cg, Cog).transpose(1, 0, 2, 3)`` is a
+    stack of contiguous ``(Cg, Cog)`` matrices that ``np.matmul`` uses in place: the spectrum, often
+    larger than the input for many-channel layers, exists once. Transformed axis by axis from the
+    last, zero-padding each axis only when it is transformed, so the all-zero rows cost nothing on
+    the first (real) axis.
     """
     ft = _fft_dtype(spec)
+    nd, g = spec.nd, spec.groups
+    c_out, cg = spec.w_shape[:2]
     wk = np.asarray(w, dtype=ft)
     if any(d != 1 for d in spec.dilation):
         wd = np.zeros(wk.shape[:2] + span(spec), dtype=ft)
         wd[(slice(None), slice(None), *(slice(None, None, d) for d in spec.dilation))] = wk
         wk = wd
-    nd = spec.nd
+    k = wk.shape[2:]
+    # (C_out, Cg, *k) -> (G, Cog, Cg, *k) -> (*k, G, Cg, Cog)
+    wk = np.ascontiguousarray(wk.reshape(g, c_out // g, cg, *k).transpose(*range(3, 3 + nd), 0, 2, 1))
     workers = _threads.num_threads()
     if ft.kind == "c":
-        return np.conj(sfft.fftn(np.conj(wk), s=m, axes=tuple(range(2, 2 + nd)), workers=workers))
-    wf = sfft.rfft(wk, n=m[-1], axis=-1, workers=workers)
-    for axis in range(nd - 1):
-        wf = sfft.fft(wf, n=m[axis], axis=2 + axis, workers=workers)
-    return np.conj(wf)
+        wf = sfft.fftn(np.conj(wk), s=m, axes=tuple(range(nd)), workers=workers)
+    else:
+        wf = sfft.rfft(wk, n=m[-1], axis=nd - 1, workers=workers)
+        for axis in range(nd - 1):
+            wf = sfft.fft(wf, n=m[axis], axis=axis, workers=workers)
+    return np.conjugate(wf, out=wf)  # (*F, G, Cg, Cog)
 
 
 def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
@@ -236,62 +250,62 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
     workers = _threads.num_threads()
     nblk = tuple(-(-v // s) for v, s in zip(_valid_len(spec), step))
     ext = _ext_shape(spec, m, step)
-    per_batch, per_block = _batch(spec, m)
-    rest = math.prod(nblk[1:])
-    rows = max(1, per_batch // max(rest, 1))  # whole rows of blocks per batch
-    need = array_bytes(ext, ft) * n * spec.x_shape[1] + array_bytes(spec.out_shape, spec.dtype) + per_block * rest
+    units, unit = _batch(spec, m)
+    rest, blocks_per_image = math.prod(nblk[1:]), math.prod(nblk)
+    if units >= blocks_per_image:  # whole images per batch
+        images, rows = min(n, units // blocks_per_image), nblk[0]
+    else:  # one image at a time, whole rows of blocks
+        images, rows = 1, max(1, units // max(rest, 1))
+    need = array_bytes(ext, ft) * n * spec.x_shape[1] + array_bytes(spec.out_shape, spec.dtype) + unit * rest
     ensure_memory(spec, need, "fft")
 
     xe = _extended_input(x, spec, ext)  # (N, C, *ext)
     finite = bool(np.isfinite(xe).all())
     if not finite:
         xe[~np.isfinite(xe)] = 0
-    wf = kernel_spectrum(w, spec, m)  # (C_out, Cg, *F)
+    wf = kernel_spectrum(w, spec, m)  # (*F, G, Cg, Cog)
     w_finite = bool(np.isfinite(wf).all())
     if not w_finite:
         wk = np.asarray(w, dtype=ft)
         wf = kernel_spectrum(np.where(np.isfinite(wk), wk, 0), spec, m)
-    fshape = wf.shape[2:]
+    fshape = wf.shape[:nd]
     nf = math.prod(fshape)
     plain = cg == 1 and cog == 1
-    wg = wf.reshape(g, cog, cg, nf)  # (G, Cog, Cg, F)
-    if not plain:
-        wg = np.ascontiguousarray(wg.transpose(0, 3, 2, 1))  # (G, F, Cg, Cog)
+    wg = wf.reshape(nf, g, cg, cog).transpose(1, 0, 2, 3)  # (G, F, Cg, Cog): a view, matrices contiguous
 
     out = np.empty(spec.out_shape, dtype=spec.dtype)  # (N, C_out, *out)
     view = sliding_window_view(xe, m, axis=tuple(range(2, 2 + nd)))  # (N, C, *positions, *M)
     starts = tuple(slice(0, b * s, s) for b, s in zip(nblk, step))
     view = view[(Ellipsis, *starts, *(slice(None),) * nd)]  # (N, C, *nblk, *M)
-    for r0 in range(0, nblk[0], rows):
-        r1 = min(nblk[0], r0 + rows)
-        chunk = view[:, :, r0:r1]  # (N, C, b0, *nblk[1:], *M)
-        bshape = chunk.shape[2:2 + nd]
+    for i0, r0 in itertools.product(range(0, n, images), range(0, nblk[0], rows)):
+        chunk = view[i0:i0 + images, :, r0:r0 + rows]  # (n, C, b0, *nblk[1:], *M)
+        ni, bshape = chunk.shape[0], chunk.shape[2:2 + nd]
         nb = math.prod(bshape)
         if complex_:
             xf = sfft.fftn(chunk, axes=axes, workers=workers)
         else:
-            xf = sfft.rfftn(chunk, axes=axes, workers=workers)  # (N, C, *bshape, *F)
-        if rows >= nblk[0]:  # one batch: the input is no longer needed, free it before the products
+            xf = sfft.rfftn(chunk, axes=axes, workers=workers)  # (n, C, *bshape, *F)
+        if images >= n and rows >= nblk[0]:  # one batch: free the input before the products
             del chunk, view, xe
-        xf = xf.reshape(n, g, cg, nb, nf)  # (N, G, Cg, B, F)
+        xf = xf.reshape(ni, g, cg, nb, nf)  # (n, G, Cg, B, F)
         if plain:
-            xf *= wg.reshape(1, g, 1, 1, nf)  # (1, G, 1, 1, F): one channel pair per group
+            xf *= wg.reshape(g, nf)[None, :, None, None, :]  # (1, G, 1, 1, F): one channel pair per group
             yf = xf
         else:
-            xt = xf.transpose(1, 4, 0, 3, 2).reshape(g, nf, n * nb, cg)  # (G, F, N*B, Cg)
+            xt = xf.transpose(1, 4, 0, 3, 2).reshape(g, nf, ni * nb, cg)  # (G, F, n*B, Cg)
             del xf
-            yt = np.matmul(xt, wg)  # (G, F, N*B, Cog)
+            yt = np.matmul(xt, wg)  # (G, F, n*B, Cog)
             del xt
-            yf = yt.reshape(g, nf, n, nb, cog).transpose(2, 0, 4, 3, 1)  # (N, G, Cog, B, F)
+            yf = yt.reshape(g, nf, ni, nb, cog).transpose(2, 0, 4, 3, 1)  # (n, G, Cog, B, F)
             yf = np.ascontiguousarray(yf)
             del yt
-        yf = yf.reshape(n, c_out, *bshape, *fshape)  # (N, C_out, *bshape, *F)
+        yf = yf.reshape(ni, c_out, *bshape, *fshape)  # (n, C_out, *bshape, *F)
         if complex_:
             y = sfft.ifftn(yf, axes=axes, workers=workers, overwrite_x=True)
         else:
             y = sfft.irfftn(yf, s=m, axes=axes, workers=workers, overwrite_x=True)  # (N, C_out, *bshape, *M)
         del yf
-        _scatter(out, y, spec, step, r0)
+        _scatter(out[i0:i0 + ni], y, spec, step, r0)
         del y
     if spec.dtype.kind == "i":
         return out

@@ -113,14 +113,13 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     xg = grouped(pad(x, spec), g)  # (N, G, Cg, *padded)
     images, rows = _block(spec, xg.nbytes)
     out = np.empty((n, g, cog, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
-    buffers: dict[tuple[int, int], np.ndarray] = {}
+    # one buffer for every block; a smaller last block uses its start, so it is still contiguous
+    storage = np.empty(images * g * cg * len(taps) * rows * rest, dtype=spec.dtype)
     for n0 in range(0, n, images):
         nb = min(images, n - n0)
         for r0 in range(0, out_sp[0], rows):
             nr = min(rows, out_sp[0] - r0)
-            cols = buffers.get((nb, nr))
-            if cols is None:
-                cols = buffers[(nb, nr)] = np.empty((nb, g, cg, len(taps), nr, *out_sp[1:]), dtype=spec.dtype)
+            cols = storage[:nb * g * cg * len(taps) * nr * rest].reshape(nb, g, cg, len(taps), nr, *out_sp[1:])
             for t, tap in enumerate(taps):  # (nb, G, Cg, rows, *rest) per tap
                 cols[:, :, :, t] = xg[(slice(n0, n0 + nb), slice(None), slice(None),
                                        *tap_index(tap, spec.stride, spec.dilation, (nr, *out_sp[1:]), r0))]
