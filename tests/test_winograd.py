@@ -137,8 +137,8 @@ def test_f43_needs_channels_in_float32_not_in_float64():
 @pytest.mark.parametrize(("kwargs", "w_shape", "dtype", "words"), [
     ({"stride": 2}, (2, 2, 3, 3), "float32", "stride 1"),
     ({"dilation": 2, "padding": 2}, (2, 2, 3, 3), "float32", "dilation 1"),
-    ({}, (2, 2, 5, 5), "float32", "3 taps"),
-    ({}, (2, 2, 3, 2), "float64", "3 taps"),
+    ({}, (2, 2, 5, 5), "float32", "at most 3 taps"),
+    ({}, (2, 2, 3, 4), "float64", "at most 3 taps"),
     ({}, (2, 2, 3, 3), "int16", "exactly"),
 ])
 def test_unsupported_configurations_are_refused_clearly(kwargs, w_shape, dtype, words):
@@ -182,6 +182,23 @@ def test_compiled_and_numpy_backends_agree_on_odd_layouts(rng):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("kernel", [(3, 2), (1, 3), (2, 1), (1, 1)])
+def test_smaller_kernels_are_zero_extended(kernel, mode, rng):
+    x = rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((3, 4, *kernel))
+    kw = {"padding": ((1, 0), (2, 1)), "padding_mode": mode}
+    ref = convdot.conv2d(x, w, method="reference", **kw)
+    for backend in BACKENDS:
+        spec = parse_conv("test", x, w, None, **kw).spec
+        out = winograd.run(x, w, spec, tile=4, backend=backend, block=1, threads=1)
+        assert_close(out, ref, _scale(x, w, **kw))
+    x[1, 2, 8, 7] = np.nan  # reached by no window of a (3, 2) kernel... but by the zero-extended one
+    with np.errstate(invalid="ignore"):
+        assert_close(convdot.conv2d(x, w, method="winograd", **kw), convdot.conv2d(x, w, method="reference", **kw),
+                     _scale(np.nan_to_num(x), w, **kw))
+
+
 def test_rows_of_one_image_in_blocks_match_whole_images(rng):
     x = rng.standard_normal((1, 3, 40, 9))
     w = rng.standard_normal((2, 3, 3, 3))
@@ -198,11 +215,32 @@ def test_default_block_bounds_the_transformed_tiles():
                       None, padding=1).spec
     block = winograd.default_block(spec, 4)
     assert 1 <= block <= 32
-    per_image = (128 + 128) * 36 * 7 * 7 * 4
-    assert block * per_image <= 16 << 20
+    assert block * winograd.scratch_per_image(spec, 4, "jit") <= winograd.BLOCK_BYTES
     big = parse_conv("t", np.ones((1, 64, 2048, 2048), np.float32), np.ones((64, 64, 3, 3), np.float32),
                      None, padding=1).spec
     assert winograd.default_block(big, 4) < 0  # one image does not fit: blocks of tile rows
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("x_shape", "w_shape"), [((2, 16, 64, 64), (16, 16, 3, 3)), ((1, 8, 96, 96), (8, 8, 3, 3)),
+                                                  ((8, 32, 20, 20), (32, 32, 3, 3))])
+def test_peak_memory_stays_within_twice_input_plus_output(backend, x_shape, w_shape, rng):
+    import tracemalloc
+
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    spec = parse_conv("t", x, w, None, padding=1).spec
+    io = x.nbytes + int(np.prod(spec.out_shape)) * 8
+    for m in winograd.tiles_for(spec):
+        block = winograd.default_block(spec, m, backend, 2)
+        winograd.run(x, w, spec, tile=m, backend=backend, block=block, threads=2)  # compile, warm the pool
+        winograd.clear_cache()  # count the kernel transform and the scratch buffers too
+        tracemalloc.start()
+        try:
+            winograd.run(x, w, spec, tile=m, backend=backend, block=block, threads=2)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= 2 * io + (64 << 10), f"F({m},3) {backend}: peak {peak} bytes > 2 x {io}"  # + Python objects
 
 
 def test_kernel_transform_is_cached_and_notices_in_place_edits(rng):

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.fft as sfft
 
 from . import _threads
 from ._spec import METHODS, ConvSpec
@@ -72,7 +71,7 @@ def _gemm(spec: ConvSpec, flops: float) -> dict[str, float]:
     return {"gemm": flops * DTYPE_FLOP_COST[spec.dtype.name]}
 
 
-def _windows_bytes(spec: ConvSpec) -> float:
+def _windows_bytes(spec: ConvSpec) -> float:  # the einsum path of sliding
     """Bytes of every receptive field copied once: ``N * C * prod(out) * prod(k)`` elements."""
     n, c = spec.x_shape[:2]
     return float(n * c * _size(spec.out_shape[2:]) * _size(spec.kernel) * spec.dtype.itemsize)
@@ -88,44 +87,36 @@ def counts_reference(spec: ConvSpec, params: dict) -> dict[str, float]:
     return {"calls": 4.0 * loops, **_gemm(spec, 4.0 * spec.macs)}
 
 
+def _wide(spec: ConvSpec) -> float:
+    """2 for 64-bit floats (and integers computed in float64 by the FFT), else 1."""
+    return 2.0 if spec.dtype.itemsize >= 8 and spec.dtype != np.complex64 else 1.0
+
+
 def counts_im2col(spec: ConvSpec, params: dict) -> dict[str, float]:
-    """Columns copied once (none for an unpadded 1x1 stride-1 layer), then one GEMM per block."""
-    pointwise = all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride) and \
-        not any(lo or hi for lo, hi in spec.pads)
-    copy = 0.0 if pointwise else 2 * _windows_bytes(spec)
-    return {"numpy": copy + _io_bytes(spec), "calls": 20.0, **_gemm(spec, 2.0 * spec.macs)}
+    """Columns copied into blocks (none for an unpadded 1x1 stride-1 layer), one GEMM per block."""
+    c = ALGORITHMS["im2col"].cost(spec)  # gemm flops, copy bytes, blocks
+    return {"numpy": 2 * c["copy"] + _io_bytes(spec), "calls": 10.0 * c["blocks"], **_gemm(spec, c["gemm"])}
 
 
 def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Windows path: einsum copies the windows and runs a GEMM. Direct path: one pass per tap."""
-    cost = getattr(ALGORITHMS["sliding"], "cost", None)
-    info = cost(spec) if cost is not None else {"path": 0.0, "jit": 0.0, "passes": 1.0}
+    info = ALGORITHMS["sliding"].cost(spec)  # macs, passes, path (1 direct), jit
     out_bytes = float(_size(spec.out_shape) * spec.dtype.itemsize)
-    if info.get("path"):
-        if info.get("jit"):
-            return {"direct": float(spec.macs) * DTYPE_FLOP_COST.get(spec.dtype.name, 1.0),
-                    "numpy": _io_bytes(spec), "calls": 50.0}
+    if info["path"]:
+        if info["jit"]:
+            return {"direct": info["macs"] * _wide(spec), "numpy": _io_bytes(spec), "calls": 50.0}
         # each pass multiplies one shifted slice and adds it into a cache-sized block of outputs
-        passes = info.get("passes", 1.0)
         out_elems = float(_size(spec.out_shape))
-        return {"numpy": 2 * passes * out_bytes + _io_bytes(spec), "calls": passes * max(1.0, out_elems / (1 << 15))}
-    return {"numpy": 2 * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0, **_gemm(spec, 2.0 * spec.macs)}
+        return {"numpy": 2 * info["passes"] * out_bytes + _io_bytes(spec),
+                "calls": info["passes"] * max(1.0, out_elems / (1 << 15))}
+    return {"numpy": 2 * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0, **_gemm(spec, 2.0 * info["macs"])}
 
 
 def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
-    """Forward transforms of every input and filter plane, a complex GEMM per frequency, inverse transforms."""
-    n, c = spec.x_shape[:2]
-    c_out, cg = spec.out_shape[1], spec.w_shape[1]
-    real = spec.dtype.kind != "c"
-    shape = [sfft.next_fast_len(p, real=real) for p in spec.padded_shape]
-    points = _size(tuple(shape))
-    planes = n * c + c_out * cg + n * c_out
-    flops = planes * 5.0 * points * math.log2(max(points, 2)) * (0.5 if real else 1.0)
-    freqs = points * (0.5 if real else 1.0)
-    wide = 2.0 if spec.dtype.itemsize >= 8 or spec.is_exact else 1.0  # float64 transforms
-    item = 8.0 * wide  # bytes of one complex number
-    return {"fft": flops * wide, "gemm": 8.0 * n * c_out * cg * freqs * wide,
-            "numpy": 4.0 * planes * freqs * item, "calls": 30.0}
+    """Overlap-save blocks: real transforms of every block and filter, a complex GEMM per frequency."""
+    c = ALGORITHMS["fft"].cost(spec)  # fft flops, gemm flops, bytes, blocks, transforms
+    return {"fft": c["fft"] * _wide(spec), "gemm": c["gemm"] * _wide(spec), "numpy": c["bytes"],
+            "calls": 10.0 * (c["blocks"] + c["transforms"])}
 
 
 def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
@@ -190,7 +181,7 @@ def options(method: str, spec: ConvSpec, threads: int) -> list[dict[str, Any]]:
         return [{"threads": threads}]
     from .algorithms import winograd
 
-    return [{"tile": m, "block": winograd.default_block(spec, m), "threads": threads, "backend": b}
+    return [{"tile": m, "block": winograd.default_block(spec, m, b, threads), "threads": threads, "backend": b}
             for m in winograd.tiles_for(spec) for b in winograd.backends_for(spec, auto=True)]
 
 

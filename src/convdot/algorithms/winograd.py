@@ -1,5 +1,7 @@
 """Winograd minimal filtering: F(2,3) and F(4,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
 
+(Kernels of 1 or 2 taps on an axis are zero-extended to 3, see :func:`three_taps`.)
+
 A tile of ``m`` outputs along an axis needs ``a = m + 2`` inputs. With the transforms ``B^T``
 (``a x a``), ``G`` (``a x 3``) and ``A^T`` (``m x a``) of Lavin & Gray (2016), the correlation of
 one input tile ``d`` with one kernel ``g`` is, per axis,
@@ -32,7 +34,7 @@ import os
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import numpy as np
@@ -40,7 +42,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import finite_fixup, pad
+from ._common import array_bytes, ensure_memory, finite_fixup, pad, scratch_budget
 
 #: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
 #: plus the point at infinity.
@@ -106,8 +108,8 @@ class Params:
 
 def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
     """Why Winograd cannot compute ``spec`` (None when it can)."""
-    if any(k != 3 for k in spec.kernel):
-        return f"winograd needs a kernel of 3 taps on every axis, got kernel {spec.kernel}"
+    if any(k > 3 for k in spec.kernel):
+        return f"winograd needs a kernel of at most 3 taps on every axis, got kernel {spec.kernel}"
     if any(s != 1 for s in spec.stride):
         return f"winograd needs stride 1, got stride {spec.stride}"
     if any(d != 1 for d in spec.dilation):
@@ -228,16 +230,40 @@ def blocks(spec: ConvSpec, m: int, block: int) -> list[tuple[int, int, int, int]
     return [(i, i + 1, r, min(r + rows, th)) for i in range(n) for r in range(0, th, rows)]
 
 
-def default_block(spec: ConvSpec, m: int, budget: int = 16 << 20) -> int:
-    """Images per block (or ``-tile_rows``) so that transformed input and products fit ``budget`` bytes."""
-    a = m + 2
-    t = tile_grid(spec, m)
-    per_tile = (spec.x_shape[1] + spec.out_shape[1]) * a ** spec.nd * spec.dtype.itemsize
-    per_image = per_tile * int(np.prod(t))
+#: Most bytes of transformed tiles and products one block holds (they should stay in the last-level cache).
+BLOCK_BYTES = 16 << 20
+
+#: Scratch of the NumPy path per byte of transformed tiles and products (tensordot and transpose copies).
+NUMPY_SCRATCH = 3
+
+
+def scratch_per_image(spec: ConvSpec, m: int, backend: str) -> int:
+    """Bytes of scratch one image's block needs: transformed tiles and products (times the NumPy copies)."""
+    tiles = int(np.prod(tile_grid(spec, m)))
+    per_tile = (spec.x_shape[1] + spec.out_shape[1]) * (m + 2) ** spec.nd * spec.dtype.itemsize
+    return per_tile * tiles * (1 if backend == "jit" else NUMPY_SCRATCH)
+
+
+def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1) -> int:
+    """Images per block, or ``-tile_rows`` when one image is too large, within the memory budget.
+
+    A block's scratch stays below :data:`BLOCK_BYTES` and below what the whole call may use
+    besides its output: ``2 * (input + output)`` in all (:func:`~convdot.algorithms._common.scratch_budget`),
+    less the padded copy of the input the NumPy path makes and the transformed kernel. The NumPy
+    path runs ``threads`` blocks at once. (The transformed kernel itself, ``(m+2)**2 / 9`` times the
+    weight's bytes, is outside this bound when the weight outweighs the data.)
+    """
+    # the transformed kernel, and its float64 temporaries while it is computed
+    kernel = 3 * (m + 2) ** spec.nd * spec.out_shape[1] * spec.w_shape[1] * max(8, spec.dtype.itemsize)
+    copy = 0 if backend == "jit" else array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)
+    # 10% kept back for the small arrays around the blocks
+    budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, kernel + copy)))
+    budget //= 1 if backend == "jit" else max(1, threads)
+    per_image = scratch_per_image(spec, m, backend)
     if per_image <= budget:
         return int(max(1, min(spec.out_shape[0], budget // per_image)))
-    per_row = per_image // t[0]
-    return -int(max(1, budget // per_row))
+    per_row = per_image // tile_grid(spec, m)[0]
+    return -int(max(1, budget // max(per_row, 1)))
 
 
 # --------------------------------------------------------------------------- run
@@ -276,17 +302,47 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None
     params = _resolve(spec, tile, block, threads, backend)
     w = np.asarray(w)
     finite_w = bool(np.isfinite(w).all())
-    if params.backend == "jit" and finite_w:
-        out = _run_jit(x, w, spec, params)
-        if out is not None:
+    if finite_w and (params.backend == "jit" or np.isfinite(x).all()):
+        out = _compute(x, w, spec, params)
+        if out is not None:  # None: the compiled kernel found NaN/inf in x
             return out
-    elif finite_w and np.isfinite(x).all():
-        return _run_numpy(pad(x, spec), w, spec, params)
     # Non-finite values: transform zeros in their place, then put the direct sums back.
     xs = np.where(np.isfinite(x), x, 0)
     ws = np.where(np.isfinite(w), w, 0)
-    out = _run_numpy(pad(xs, spec), ws, spec, params)
+    out = _compute(xs, ws, spec, replace(params, backend="numpy"))
     return finite_fixup(out, pad(x, spec), np.asarray(w, dtype=spec.dtype), spec)
+
+
+def three_taps(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray, ConvSpec]:
+    """The same problem with every kernel axis zero-extended to 3 taps (unchanged when it has 3).
+
+    A kernel of ``k < 3`` taps is a 3-tap kernel whose last ``3 - k`` taps are zero, correlated
+    with an input padded by ``3 - k`` more zeros on the high side: the output is the same.
+    """
+    if all(k == 3 for k in spec.kernel):
+        return x, w, spec
+    extra = [3 - k for k in spec.kernel]
+    w3 = np.zeros(w.shape[:2] + (3,) * spec.nd, dtype=w.dtype)
+    w3[(slice(None), slice(None), *(slice(0, k) for k in spec.kernel))] = w
+    if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0:
+        pads = tuple((lo, hi + e) for (lo, hi), e in zip(spec.pads, extra))
+    else:  # the extra columns must be zeros, not more of the padding mode: pad now, extend with zeros
+        x = pad(x, spec)
+        pads = tuple((0, e) for e in extra)
+    return x, w3, replace(spec, x_shape=x.shape, w_shape=w3.shape, pads=pads, padding_mode="zeros", fillvalue=0)
+
+
+def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
+    x, w, spec = three_taps(x, w, spec)
+    if params.backend == "jit":
+        return _run_jit(x, w, spec, params)
+    if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0:
+        # one copy: pad by the zeros the whole tiles need as well
+        t = tile_grid(spec, params.tile)
+        his = tuple(params.tile * tt + 2 - x.shape[2 + a] - lo for a, (tt, (lo, _)) in enumerate(zip(t, spec.pads)))
+        return _run_numpy(pad(x, replace(spec, pads=tuple((lo, hi) for (lo, _), hi in zip(spec.pads, his)))), w,
+                          spec, params)
+    return _run_numpy(pad(x, spec), w, spec, params)
 
 
 def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
@@ -317,6 +373,10 @@ def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) ->
     xp = np.pad(xp, extra) if any(hi for _, hi in extra) else xp
     u = kernel_transform(w, m, spec.dtype, g)  # (P, G, Cog, Cg)
     c_out, cg = spec.out_shape[1], spec.w_shape[1]
+    jobs = blocks(spec, m, params.block)
+    images, rows = max((n1 - n0, i1 - i0) for n0, n1, i0, i1 in jobs)
+    block_bytes = scratch_per_image(spec, m, "numpy") * images * rows // t[0]
+    ensure_memory(spec, array_bytes(spec.out_shape, spec.dtype) + block_bytes * params.threads, "winograd")
     out = np.empty(spec.out_shape, dtype=spec.dtype)
 
     def one(n0: int, n1: int, i0: int, i1: int) -> None:
@@ -344,7 +404,6 @@ def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) ->
         out[n0:n1, :, m * i0:m * i0 + rows] = y[(slice(None), slice(None), slice(0, rows),
                                                 *(slice(0, o) for o in spec.out_shape[3:]))]
 
-    jobs = blocks(spec, m, params.block)
     _threads.run_parallel(one, jobs, params.threads)
     return out
 
@@ -365,9 +424,10 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np
     to_v, from_m = jit.KERNELS[m]
     tw = tile_grid(spec, m)[1]
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
-    out = np.empty(spec.out_shape, dtype=dt)
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
+    ensure_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize, "winograd")
+    out = np.empty(spec.out_shape, dtype=dt)
     v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
     m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
