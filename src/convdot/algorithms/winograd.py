@@ -249,15 +249,13 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
 
     A block's scratch stays below :data:`BLOCK_BYTES` and below what the whole call may use
     besides its output: ``2 * (input + output)`` in all (:func:`~convdot.algorithms._common.scratch_budget`),
-    less the padded copy of the input the NumPy path makes and the transformed kernel. The NumPy
-    path runs ``threads`` blocks at once. (The transformed kernel itself, ``(m+2)**2 / 9`` times the
-    weight's bytes, is outside this bound when the weight outweighs the data.)
+    less the padded copy of the input the NumPy path makes; the NumPy path runs ``threads`` blocks
+    at once. The transformed kernel, ``(m+2)**2 / 9`` times the weight's bytes and cached across
+    calls, is not counted: in a layer whose weight outweighs its data it alone exceeds the bound.
     """
-    # the transformed kernel, and its float64 temporaries while it is computed
-    kernel = 3 * (m + 2) ** spec.nd * spec.out_shape[1] * spec.w_shape[1] * max(8, spec.dtype.itemsize)
     copy = 0 if backend == "jit" else array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)
     # 10% kept back for the small arrays around the blocks
-    budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, kernel + copy)))
+    budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy)))
     budget //= 1 if backend == "jit" else max(1, threads)
     per_image = scratch_per_image(spec, m, backend)
     if per_image <= budget:
