@@ -138,7 +138,8 @@ def scratch_budget(spec: ConvSpec, committed: int = 0) -> int:
     (the output included), never below :data:`MIN_BLOCK_BYTES`.
     """
     out = array_bytes(spec.out_shape, spec.dtype)
-    return max(MIN_BLOCK_BYTES, MEMORY_FACTOR * io_bytes(spec) - out - committed)
+    # 5% of the budget is left to the caller (planner checks, bias, dtype casts)
+    return max(MIN_BLOCK_BYTES, int(0.95 * MEMORY_FACTOR * io_bytes(spec)) - out - committed)
 
 
 def available_memory() -> int | None:

@@ -208,6 +208,11 @@ def _accumulate_rows(xg: np.ndarray, wg: np.ndarray, out: np.ndarray, stride: tu
     """Output rows ``lo:hi`` of :func:`accumulate`, ``step`` rows at a time (NumPy releases the GIL)."""
     nd = out.ndim - 3
     cg, k = wg.shape[2], wg.shape[3:]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 and inf - inf are NaN, as in the direct sum
+        _accumulate_block_rows(xg, wg, out, stride, dilation, lo, hi, step, nd, cg, k)
+
+
+def _accumulate_block_rows(xg, wg, out, stride, dilation, lo, hi, step, nd, cg, k) -> None:
     for r0 in range(lo, hi, step):
         r1 = min(hi, r0 + step)
         acc = out[:, :, :, r0:r1]  # (N, G, Cog, rows, *rest), a view
