@@ -45,6 +45,21 @@ def test_quick_bench_writes_a_valid_json(tmp_path):
     assert "bench 1/4" in proc.stderr  # the progress, plain text when stderr is not a terminal
 
 
+def test_tables_from_an_earlier_json(tmp_path, capsys):
+    entry = runner.run_case(_tiny_filter_case(), 1, lambda label: None)
+    doc = {"schema": "convdot-bench/1", "created": "t", "quick": True, "repeat": 1, "extra": {},
+           "machine": {"cpu": "x", "cores": 2, "platform": "p", "python": "3", "versions": {}, "blas": None,
+                       "env": {}}, "workloads": [entry]}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    assert main(["bench", "--from-json", str(path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| workload | problem |" in out and "| tiny | 32x32 |" in out
+    path.write_text("{}")
+    assert main(["bench", "--from-json", str(path)]) == 2
+    assert "not a convdot bench document" in capsys.readouterr().err
+
+
 def test_validate_reports_what_is_wrong():
     doc = {"schema": "convdot-bench/1", "created": "now", "quick": True, "repeat": 1, "extra": {},
            "machine": {"cpu": "x", "cores": 2, "platform": "p", "python": "3", "versions": {}, "blas": None, "env": {}},

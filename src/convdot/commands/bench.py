@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", metavar="auto|NAME",
                    help="convdot's method for the race (default auto; single methods are timed too)")
     p.add_argument("--repeat", type=int, default=None, help="timed rounds after the warm-up (default 5, quick 3)")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for a README)")
+    p.add_argument("--from-json", metavar="FILE", help="print the tables of an earlier --json run instead of running")
     return p
 
 
@@ -87,6 +89,19 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_json:
+        with open(args.from_json) as f:
+            try:
+                doc = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{args.from_json} is not JSON: {exc}") from None
+        import benchmarks.runner as runner
+
+        problems = runner.validate(doc)
+        if problems:
+            raise UsageError(f"{args.from_json} is not a convdot bench document: {problems[0]}")
+        print(render_markdown(doc) if args.markdown else render(doc))
+        return 0
     try:
         import benchmarks.runner as runner
         from benchmarks import machine
@@ -113,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             bar.step()
     finally:
         bar.close()
-    print(render(doc))
+    print(render_markdown(doc) if args.markdown else render(doc))
     if args.json:
         _write_json(args.json, doc)
         print(f"\nwrote {args.json}")
@@ -205,6 +220,33 @@ def render(doc: dict) -> str:
     for name, extra in doc.get("extra", {}).items():
         lines += ["", f"{name}:", extra.get("table") or f"not available: {extra.get('note', '')}"]
     return "\n".join(lines)
+
+
+def render_markdown(doc: dict) -> str:
+    """The race as one Markdown table, then the targets."""
+    m = doc["machine"]
+    lines = [f"{m['cpu']}, {m['cores']} cores; numpy {m['versions'].get('numpy')}, scipy {m['versions'].get('scipy')}, "
+             f"torch {m['versions'].get('torch')}, cv2 {m['versions'].get('cv2')}; best of {doc['repeat']} after a "
+             "warm-up; ratio = peer time / convdot time (> 1: convdot is faster).", "",
+             "| workload | problem | convdot (auto: method) | GFLOP/s | peers: time (ratio) | fastest method "
+             "(auto/fastest) | peak mem / (in+out) |", "|---|---|---|---|---|---|---|"]
+    for w in doc["workloads"]:
+        if not w["available"]:
+            lines.append(f"| {w['name']} | {w['problem']} | not available: {w['note']} | | | | |")
+            continue
+        c = w["convdot"]
+        cells = []
+        for p in w["peers"]:
+            if p["status"] in ("ok", "mismatch"):
+                cells.append(f"{p['name']} {_ms(p['seconds'])} ({p['ratio']:.2f}x)"
+                             + ("" if p["status"] == "ok" else " MISMATCH"))
+            else:
+                cells.append(f"{p['name']}: {p['status']}")
+        fast = w["fastest_method"]
+        fast_s = f"{fast} {_ms(w['methods'][fast])} ({w['auto_over_fastest']:.2f})" if fast else "-"
+        lines.append(f"| {w['name']} | {w['problem']} | {_ms(c['seconds'])} ({c['method']}) | {c['gflops']:.1f} | "
+                     f"{'<br>'.join(cells)} | {fast_s} | {w['memory']['ratio']:.2f}x |")
+    return "\n".join([*lines, "", "```", summary(doc), "```"])
 
 
 def _methods_table(doc: dict) -> str:
