@@ -165,10 +165,14 @@ def _pad_axis(x: da.Array, axis: int, lo: int, hi: int, mode: str, fill: Any) ->
 
 
 def _block(xb: np.ndarray, *, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
-           method: str, func: str) -> np.ndarray:
-    """An unpadded (valid) convolution of one halo-extended block, in the compute dtype."""
-    p = parse_conv(func, xb, w, None, stride, 0, dilation, groups)
-    return execute(p, method)
+           method: str, func: str, bare: bool) -> np.ndarray:
+    """An unpadded (valid) convolution of one halo-extended block, in the compute dtype.
+
+    ``bare``: the block is spatial only (SciPy dialect), one image of one channel.
+    """
+    p = parse_conv(func, xb[None, None] if bare else xb, w, None, stride, 0, dilation, groups)
+    out = execute(p, method)
+    return out[0, 0] if bare else out
 
 
 def _stuff(block: np.ndarray, factors: tuple[int, ...], block_info: Any = None) -> np.ndarray:
@@ -188,18 +192,19 @@ def _stuff(block: np.ndarray, factors: tuple[int, ...], block_info: Any = None) 
 
 def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int,
                   method: str, func: str) -> da.Array:
-    """``x`` (N, C, *spatial), in the compute dtype, convolved: (N, C_out/…, *out) for one channel piece."""
-    planned = [plan_axis(x.chunks[2 + i], lo, hi, d * (k - 1) + 1, s)
+    """``x`` (N, C, *spatial) -> (N, C_out, *out) for one channel piece, or, for a bare ``x`` (*spatial) and a
+    one-channel ``w``, (*spatial) -> (*out). ``x`` is in the compute dtype."""
+    lead = x.ndim - (w.ndim - 2)  # 2, or 0 for a bare image
+    planned = [plan_axis(x.chunks[lead + i], lo, hi, d * (k - 1) + 1, s)
                for i, ((lo, hi), k, s, d) in enumerate(zip(pads, w.shape[2:], stride, dilation))]
     xp = x
     for i, (lo, hi) in enumerate(pads):
-        xp = _pad_axis(xp, 2 + i, lo, hi, mode, fill)
-    xp = xp.rechunk((x.chunks[0], x.chunks[1], *(pl[0] for pl in planned)))
-    c_out = w.shape[0]
-    out_chunks = (x.chunks[0], (c_out,), *(pl[1] for pl in planned))
-    depth = {0: 0, 1: 0, **{2 + i: pl[2] for i, pl in enumerate(planned)}}
+        xp = _pad_axis(xp, lead + i, lo, hi, mode, fill)
+    xp = xp.rechunk((*x.chunks[:lead], *(pl[0] for pl in planned)))
+    out_chunks = (x.chunks[0], (w.shape[0],))[:lead] + tuple(pl[1] for pl in planned)
+    depth = {**dict.fromkeys(range(lead), 0), **{lead + i: pl[2] for i, pl in enumerate(planned)}}
     fn = functools.partial(_block, w=w, stride=tuple(stride), dilation=tuple(dilation), groups=groups, method=method,
-                           func=func)
+                           func=func, bare=lead == 0)
     return da.map_overlap(fn, xp, depth=depth, boundary="none", trim=False, allow_rechunk=False, chunks=out_chunks,
                           dtype=w.dtype, meta=np.empty((0,) * x.ndim, dtype=w.dtype))
 
@@ -432,11 +437,10 @@ def _signal(func: str, in1: Any, in2: Any, mode: Any, method: Any, convolve: boo
     p = parse_signal(func, _stand_in(a), _in_memory(in2), mode, convolve=convolve, boundary=boundary,
                      fillvalue=fillvalue, two_d=two_d)
     spec = p.spec
-    x4 = (a[None, None] if a.ndim else a.reshape((1, 1, 1))).astype(spec.dtype)  # (1, 1, *n); 0-d: (1, 1, 1)
-    w = np.asarray(p.w, dtype=spec.dtype)
-    out = _layer(x4, w, spec.pads, PAD_MODES[spec.padding_mode], spec.fillvalue, spec.stride, spec.dilation, 1,
-                 method, func)
-    out = out.astype(p.out_dtype, copy=False)[0, 0]  # (1, 1, *out) -> (*out)
+    xs = (a if a.ndim else a.reshape((1,))).astype(spec.dtype)  # (*n): one image, kept bare; a 0-d in1 is (1,)
+    w = np.asarray(p.w, dtype=spec.dtype)  # (1, 1, *k)
+    out = _spatial_conv(xs, w, spec.pads, PAD_MODES[spec.padding_mode], spec.fillvalue, spec.stride, spec.dilation,
+                        1, method, func).astype(p.out_dtype, copy=False)  # (*out)
     return out.reshape(()) if a.ndim == 0 else out
 
 
