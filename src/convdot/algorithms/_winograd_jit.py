@@ -32,10 +32,12 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
-def _split(x, S, n, c, top, pl, m, tw):  # pragma: no cover - compiled
+def _split(x, S, row, n, c, top, pl, m, tw):  # pragma: no cover - compiled
     """Deal plane ``x[n, c]`` into ``S[k, q, i*tw + j] = xpad[top + m*i + k, m*j + q]`` (zero outside ``x``).
 
-    Returns how many values of the plane are not finite.
+    ``row`` is a zeroed scratch row of at least ``m*tw + 2`` elements: each input row is copied into
+    it at offset ``pl``, so the dealing loop reads contiguous, in-bounds columns. Returns how many
+    values of the plane are not finite.
     """
     S[:] = 0
     rows = (S.shape[2] // tw) * m
@@ -44,17 +46,26 @@ def _split(x, S, n, c, top, pl, m, tw):  # pragma: no cover - compiled
     for dr in range(max(0, -top), min(rows, h - top)):
         i = dr // m
         k = dr - i * m
-        base = i * tw
         src = x[n, c, dr + top]
         for col in range(w):  # an integer count vectorizes; a float flag would chain every add
             v = src[col]
             bad += (v - v) != 0
-        for q in range(m + 2):
-            lo = max(0, (pl - q + m - 1) // m)  # first tile whose column q is inside x
-            hi = min(tw, (w - 1 + pl - q) // m + 1)
-            dst = S[k, q]
-            for j in range(lo, hi):
-                dst[base + j] = src[m * j + q - pl]
+            row[col + pl] = v
+        d = S[k, :, i * tw:(i + 1) * tw]
+        if m == 4:
+            for j in range(tw):
+                d[0, j] = row[4 * j]
+                d[1, j] = row[4 * j + 1]
+                d[2, j] = row[4 * j + 2]
+                d[3, j] = row[4 * j + 3]
+                d[4, j] = row[4 * j + 4]
+                d[5, j] = row[4 * j + 5]
+        else:
+            for j in range(tw):
+                d[0, j] = row[2 * j]
+                d[1, j] = row[2 * j + 1]
+                d[2, j] = row[2 * j + 2]
+                d[3, j] = row[2 * j + 3]
     return bad
 
 
@@ -64,11 +75,12 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - c
     k2, k4, k5 = K[0], K[1], K[2]
     t_ = th * tw
     S = np.empty((4, 6, (th + 1) * tw), dtype=V.dtype)
+    row = np.zeros(4 * tw + 2 + x.shape[3], dtype=V.dtype)
     R = np.empty((6, 6, t_), dtype=V.dtype)  # R[p, q, f] = (B^T d)[p, q]
     bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            bad += _split(x, S, n, c, top, pl, 4, tw)
+            bad += _split(x, S, row, n, c, top, pl, 4, tw)
             for q in range(6):  # rows: B^T d
                 s0, s1, s2, s3 = S[0, q], S[1, q], S[2, q], S[3, q]
                 r0, r1, r2, r3, r4, r5 = R[0, q], R[1, q], R[2, q], R[3, q], R[4, q], R[5, q]
@@ -115,16 +127,29 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - c
 
 
 @njit(nogil=True, cache=True)
-def _interleave(Y, out, n, o, r0, m, th, tw):  # pragma: no cover - compiled
-    """``out[n, o, r0 + m*i + a, m*j + b] = Y[a, b, i*tw + j]``, cropped to ``out``'s shape."""
+def _interleave(Y, out, line, n, o, r0, m, th, tw):  # pragma: no cover - compiled
+    """``out[n, o, r0 + m*i + a, m*j + b] = Y[a, b, i*tw + j]``, cropped to ``out``'s shape.
+
+    ``line`` is scratch of ``m*tw`` elements: each output row is assembled there, then its first
+    ``OW`` elements copied out.
+    """
     _, _, oh, ow = out.shape
     for i in range(th):
         for a in range(min(m, oh - r0 - m * i)):
-            row = out[n, o, r0 + m * i + a]
-            base = i * tw
+            y = Y[a, :, i * tw:(i + 1) * tw]
+            if m == 4:
+                for j in range(tw):
+                    line[4 * j] = y[0, j]
+                    line[4 * j + 1] = y[1, j]
+                    line[4 * j + 2] = y[2, j]
+                    line[4 * j + 3] = y[3, j]
+            else:
+                for j in range(tw):
+                    line[2 * j] = y[0, j]
+                    line[2 * j + 1] = y[1, j]
+            dst = out[n, o, r0 + m * i + a]
             for col in range(ow):
-                j = col // m
-                row[col] = Y[a, col - j * m, base + j]
+                dst[col] = line[col]
 
 
 @njit(nogil=True, cache=True)
@@ -134,6 +159,7 @@ def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
     t_ = th * tw
     S = np.empty((4, 6, t_), dtype=M.dtype)  # S[a, pc, f] = (A^T m)[a, pc]
     Y = np.empty((4, 4, t_), dtype=M.dtype)  # Y[a, b, f] = (A^T m A)[a, b]
+    line = np.empty(4 * tw, dtype=M.dtype)
     for o in range(c0, c1):
         for n in range(n0, n1):
             base = (n - n0) * t_
@@ -162,7 +188,7 @@ def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
                     y1[f] = e + k2 * g
                     y2[f] = a + k4 * b
                     y3[f] = e + k8 * g + m5[f]
-            _interleave(Y, out, n, o, r0, 4, th, tw)
+            _interleave(Y, out, line, n, o, r0, 4, th, tw)
 
 
 @njit(nogil=True, cache=True)
@@ -170,11 +196,12 @@ def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - c
     """``V[c, :, b] = (B^T d B).ravel()`` for every 4x4 tile ``d`` (F(2,3)); True if ``x`` was finite."""
     t_ = th * tw
     S = np.empty((2, 4, (th + 1) * tw), dtype=V.dtype)
+    row = np.zeros(2 * tw + 2 + x.shape[3], dtype=V.dtype)
     R = np.empty((4, 4, t_), dtype=V.dtype)
     bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            bad += _split(x, S, n, c, top, pl, 2, tw)
+            bad += _split(x, S, row, n, c, top, pl, 2, tw)
             for q in range(4):
                 s0, s1 = S[0, q], S[1, q]
                 r0, r1, r2, r3 = R[0, q], R[1, q], R[2, q], R[3, q]
@@ -210,6 +237,7 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
     t_ = th * tw
     S = np.empty((2, 4, t_), dtype=M.dtype)
     Y = np.empty((2, 2, t_), dtype=M.dtype)
+    line = np.empty(2 * tw, dtype=M.dtype)
     for o in range(c0, c1):
         for n in range(n0, n1):
             base = (n - n0) * t_
@@ -226,7 +254,7 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
                 for f in range(t_):
                     y0[f] = m0[f] + m1[f] + m2[f]
                     y1[f] = m1[f] - m2[f] - m3[f]
-            _interleave(Y, out, n, o, r0, 2, th, tw)
+            _interleave(Y, out, line, n, o, r0, 2, th, tw)
 
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}
