@@ -13,7 +13,7 @@ dask-image). Modules, one job each:
 
 JSON document (``convdot bench --json FILE``), schema ``"convdot-bench/1"``::
 
-    {"schema": "convdot-bench/1", "created": ISO time, "quick": bool, "repeat": int,
+    {"schema": "convdot-bench/1", "created": ISO time, "quick": bool, "repeat": int, "pause": seconds,
      "machine": {"cpu": str, "cores": int, "platform": str, "python": str,
                  "versions": {package: version or null}, "blas": [threadpoolctl entries] or null,
                  "env": {variable: value or null}},

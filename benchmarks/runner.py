@@ -7,6 +7,12 @@ convdot methods are timed the same way afterwards, in rounds together with ``aut
 those rounds gives ``auto_over_fastest``), except those the planner estimates at over
 :data:`SKIP_FACTOR` times the best estimate, which would only burn minutes.
 Peak memory is the largest traced NumPy allocation (``tracemalloc``) during one ``auto`` call.
+
+Before every timed call the harness sleeps ``pause`` seconds: OpenBLAS's worker threads keep
+spinning for a while after a GEMM (and OpenMP's after a torch call), and a contestant started
+while another library's threads still spin on the same 2 cores was measured here 2-4x slower
+(``benchmarks/runner.py``, pointwise layer: convdot 18.8 -> 7.2 ms, torch 39.4 -> 10.1 ms with a
+0.3 s pause). Allocations made inside compiled (numba) kernels are not traced.
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ SLOW_SECONDS = 5.0
 Progress = Callable[[str], None]
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+#: Seconds to sleep before each timed call, so the previous library's spinning threads go idle.
+PAUSE = 0.2
+
+
+def _timed(fn: Callable[[], object], pause: float = 0.0) -> tuple[float, object]:
+    if pause:
+        time.sleep(pause)
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
@@ -64,7 +76,7 @@ def peak_memory(fn: Callable[[], object]) -> int:
     return int(peak)
 
 
-def run_case(case: Case, repeat: int, progress: Progress) -> dict:
+def run_case(case: Case, repeat: int, progress: Progress, pause: float = 0.0) -> dict:
     """Time, check and measure one case; returns its entry of the JSON's ``workloads`` list."""
     entry: dict = {"name": case.name, "problem": case.problem, "dtype": case.dtype, "flops": case.flops,
                    "available": case.available, "note": case.note, "convdot": None, "methods": {},
@@ -88,7 +100,7 @@ def run_case(case: Case, repeat: int, progress: Progress) -> dict:
     outputs: dict[str, object] = {}
     for name, fn in list(contestants):
         try:
-            best[name], outputs[name] = _timed(fn)
+            best[name], outputs[name] = _timed(fn, pause)
         except Exception as exc:  # a peer failing must not stop the table; convdot failing is reported too
             if name == "convdot":
                 raise
@@ -104,7 +116,7 @@ def run_case(case: Case, repeat: int, progress: Progress) -> dict:
     for r in range(repeat):
         progress(f"{case.name}: round {r + 1}/{repeat}")
         for name, fn in contestants:
-            best[name] = min(best[name], _timed(fn)[0])
+            best[name] = min(best[name], _timed(fn, pause)[0])
 
     ours = best["convdot"]
     entry["convdot"] = {"method": case.auto_method, "seconds": ours, "gflops": case.flops / ours / 1e9}
@@ -112,14 +124,14 @@ def run_case(case: Case, repeat: int, progress: Progress) -> dict:
         rows[name].update(seconds=best[name], gflops=case.flops / best[name] / 1e9, ratio=best[name] / ours)
     entry["peers"] = list(rows.values())
 
-    _time_methods(case, entry, repeat, progress)
+    _time_methods(case, entry, repeat, progress, pause)
     progress(f"{case.name}: memory")
     peak = peak_memory(lambda: case.convdot("auto"))
     entry["memory"] = {"peak_bytes": peak, "io_bytes": case.io_bytes, "ratio": peak / case.io_bytes}
     return entry
 
 
-def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress) -> None:
+def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress, pause: float) -> None:
     """Best of ``repeat`` for each single method, in rounds with ``auto`` again, so the two see the same machine."""
     est = {m: case.estimates.get(m, math.inf) for m in case.methods}
     floor = min(est.values(), default=math.inf)
@@ -132,7 +144,7 @@ def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress) -> N
             continue
         progress(f"{case.name}: method {m} (warm-up)")
         try:
-            times[m], _ = _timed(lambda m=m: case.convdot(m))
+            times[m], _ = _timed(lambda m=m: case.convdot(m), pause)
         except ValueError as exc:
             times[m] = None
             entry["method_notes"][m] = f"cannot run: {exc}"
@@ -145,7 +157,7 @@ def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress) -> N
     for r in range(repeat if len(rotation) > 1 else 0):
         progress(f"{case.name}: methods, round {r + 1}/{repeat}")
         for m, fn in rotation:
-            t = _timed(fn)[0]
+            t = _timed(fn, pause)[0]
             if m == "auto":
                 auto = min(auto, t)
             else:

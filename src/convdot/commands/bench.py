@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", metavar="auto|NAME",
                    help="convdot's method for the race (default auto; single methods are timed too)")
     p.add_argument("--repeat", type=int, default=None, help="timed rounds after the warm-up (default 5, quick 3)")
+    p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
+                   help="sleep before each timed call so other libraries' spinning threads go idle "
+                        "(default 0.2, quick 0.02)")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for a README)")
     p.add_argument("--from-json", metavar="FILE", help="print the tables of an earlier --json run instead of running")
     return p
@@ -80,6 +83,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
     if args.method != "auto" and args.method not in METHODS:
         raise UsageError(f"--method must be 'auto' or one of {', '.join(METHODS)}, got {args.method!r}")
+    if args.pause is not None and not 0 <= args.pause <= 10:
+        raise UsageError(f"--pause must be between 0 and 10 seconds, got {args.pause}")
     if args.repeat is not None and args.repeat < 1:
         raise UsageError(f"--repeat must be >= 1, got {args.repeat}")
     if args.json and os.path.exists(args.json) and not args.force:
@@ -111,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     names = _selected(args)
     repeat = args.repeat or (3 if args.quick else 5)
+    pause = args.pause if args.pause is not None else (0.02 if args.quick else runner.PAUSE)
     bar = _Bar(len(names))
     doc: dict = {"schema": "convdot-bench/1", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                 "quick": bool(args.quick), "repeat": repeat, "machine": machine.info(), "workloads": [],
-                 "extra": {}}
+                 "quick": bool(args.quick), "repeat": repeat, "pause": pause, "machine": machine.info(),
+                 "workloads": [], "extra": {}}
     try:
         for name in names:
             bar(f"{name}: setting up")
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 case = WORKLOADS[name](args.quick)
                 if args.method != "auto":
                     case = _forced(case, args.method)
-                doc["workloads"].append(runner.run_case(case, repeat, bar))
+                doc["workloads"].append(runner.run_case(case, repeat, bar, pause))
             bar.step()
     finally:
         bar.close()
