@@ -15,6 +15,7 @@ or inf never take a transform (FFT, Winograd), which would spread them; a method
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,8 +195,22 @@ def rates() -> dict[str, float]:
 
 
 def _best_option(method: str, spec: ConvSpec, threads: int, r: dict[str, float]) -> tuple[float, dict[str, Any]]:
-    return min(((estimate(COUNTS[method](spec, p), r, threads), p) for p in options(method, spec, threads)),
-               key=lambda item: item[0])
+    return _model(method, spec, threads, tuple(sorted(r.items())), _jit_state())
+
+
+def _jit_state() -> bool:
+    from .algorithms import winograd
+
+    return winograd.jit_available()
+
+
+@functools.lru_cache(maxsize=1024)
+def _model(method: str, spec: ConvSpec, threads: int, r: tuple, jit: bool) -> tuple[float, dict[str, Any]]:
+    """The cheapest parameters of ``method`` and their estimate (memoized: ``auto`` asks on every call)."""
+    rates_ = dict(r)
+    scored = [(estimate(COUNTS[method](spec, p), rates_, threads), p) for p in options(method, spec, threads)]
+    secs, params = min(scored, key=lambda item: item[0])
+    return secs, dict(params)
 
 
 def parameters(method: str, spec: ConvSpec, threads: int | None = None) -> dict[str, Any]:
@@ -206,7 +221,7 @@ def parameters(method: str, spec: ConvSpec, threads: int | None = None) -> dict[
     tuned = tuning.lookup(spec, n)
     if tuned is not None and tuned.get("method") == method and _valid(method, spec, tuned.get("params", {})):
         return {**tuned["params"], "threads": n}
-    return _best_option(method, spec, n, rates())[1]
+    return dict(_best_option(method, spec, n, rates())[1])
 
 
 def _valid(method: str, spec: ConvSpec, params: dict) -> bool:

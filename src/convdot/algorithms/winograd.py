@@ -29,6 +29,7 @@ channels per group; float64 errors are these times 2e-9, far inside its toleranc
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -129,7 +130,12 @@ def tiles_for(spec: ConvSpec) -> tuple[int, ...]:
 
 def jit_available() -> bool:
     """True when the compiled kernels can be used (numba installed and not disabled by CONVDOT_JIT=0)."""
-    return os.environ.get(JIT_ENV, "1") != "0" and importlib.util.find_spec("numba") is not None
+    return os.environ.get(JIT_ENV, "1") != "0" and _numba_installed()
+
+
+@functools.lru_cache(maxsize=1)
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def backends_for(spec: ConvSpec, *, auto: bool = False) -> tuple[str, ...]:
