@@ -1,6 +1,7 @@
 """Winograd minimal filtering: F(2,3) and F(4,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
 
-(Kernels of 1 or 2 taps on an axis are zero-extended to 3, see :func:`three_taps`.)
+(Kernels of 1 or 2 taps on an axis are zero-extended to 3, see :func:`three_taps`; a dilated
+kernel is split into one undilated problem per dilation phase, see :func:`dilation_phases`.)
 
 A tile of ``m`` outputs along an axis needs ``a = m + 2`` inputs. With the transforms ``B^T``
 (``a x a``), ``G`` (``a x 3``) and ``A^T`` (``m x a``) of Lavin & Gray (2016), the correlation of
@@ -113,8 +114,6 @@ def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
         return f"winograd needs a kernel of at most 3 taps on every axis, got kernel {spec.kernel}"
     if any(s != 1 for s in spec.stride):
         return f"winograd needs stride 1, got stride {spec.stride}"
-    if any(d != 1 for d in spec.dilation):
-        return f"winograd needs dilation 1, got dilation {spec.dilation}"
     if spec.dtype.kind not in "fc":
         return f"winograd computes in floating point and cannot sum {spec.dtype} inputs exactly; use an exact method"
     return None
@@ -259,7 +258,10 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     at once. The transformed kernel, ``(m+2)**2 / 9`` times the weight's bytes and cached across
     calls, is not counted: in a layer whose weight outweighs its data it alone exceeds the bound.
     """
-    copy = 0 if backend == "jit" else array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)
+    padded = array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)
+    copy = 0 if backend == "jit" else padded
+    if any(d != 1 for d in spec.dilation):  # the padded input, one phase of it and of the output at a time
+        copy += padded + (padded + array_bytes(spec.out_shape, spec.dtype)) // int(np.prod(spec.dilation))
     # 10% kept back for the small arrays around the blocks
     budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy)))
     budget //= 1 if backend == "jit" else max(1, threads)
@@ -336,7 +338,36 @@ def three_taps(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray
     return x, w3, replace(spec, x_shape=x.shape, w_shape=w3.shape, pads=pads, padding_mode="zeros", fillvalue=0)
 
 
+def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], ConvSpec]]:
+    """A dilated problem as undilated ones, one per phase ``r`` of the dilation on every axis.
+
+    With ``i = d*u + r``, ``out[i] = sum_k xpad[i + d*k] w[k] = sum_k xpad[r + d*(u + k)] w[k]``: phase
+    ``r`` of the output is the undilated correlation of phase ``r`` of the padded input,
+    ``xpad[r::d]``. Returns ``(phase slice, spec of the phase problem on the padded input)`` pairs.
+    """
+    out = []
+    for r in np.ndindex(*spec.dilation):
+        sel = tuple(slice(ri, None, d) for ri, d in zip(r, spec.dilation))
+        sub_x = tuple(-(-(p - ri) // d) for p, ri, d in zip(spec.padded_shape, r, spec.dilation))
+        sub_out = tuple(-(-(o - ri) // d) for o, ri, d in zip(spec.out_shape[2:], r, spec.dilation))
+        if any(o <= 0 for o in sub_out):
+            continue
+        sub = replace(spec, x_shape=(*spec.x_shape[:2], *sub_x), out_shape=(*spec.out_shape[:2], *sub_out),
+                      pads=((0, 0),) * spec.nd, dilation=(1,) * spec.nd, padding_mode="zeros", fillvalue=0)
+        out.append((sel, sub))
+    return out
+
+
 def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
+    if any(d != 1 for d in spec.dilation):
+        xp = pad(x, spec)
+        out = np.empty(spec.out_shape, dtype=spec.dtype)
+        for sel, sub in dilation_phases(spec):
+            part = _compute(xp[(slice(None), slice(None), *sel)], w, sub, params)
+            if part is None:
+                return None
+            out[(slice(None), slice(None), *sel)] = part
+        return out
     x, w, spec = three_taps(x, w, spec)
     if params.backend == "jit":
         return _run_jit(x, w, spec, params)
