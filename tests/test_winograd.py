@@ -186,9 +186,9 @@ def test_compiled_and_numpy_backends_agree_on_odd_layouts(rng):
 def test_dilation_phases_cover_the_output_once():
     spec = parse_conv("t", np.ones((1, 1, 11, 9)), np.ones((1, 1, 3, 3)), None, dilation=(3, 2), padding=(2, 1)).spec
     seen = np.zeros(spec.out_shape[2:], int)
-    for sel, sub in winograd.dilation_phases(spec):
+    for sel, _, sub in winograd.dilation_phases(spec):
         assert sub.dilation == (1, 1) and sub.out_shape[2:] == seen[sel].shape
-        assert all(x - 2 == o for x, o in zip(sub.x_shape[2:], sub.out_shape[2:]))
+        assert all(x + lo + hi - 2 == o for x, (lo, hi), o in zip(sub.x_shape[2:], sub.pads, sub.out_shape[2:]))
         seen[sel] += 1
     assert (seen == 1).all()
 

@@ -140,9 +140,8 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
         counts = {"numpy": 3.0 * tiles * points * c_out * item}
     else:
         counts = _gemm(spec, 2.0 * points * tiles * c_out * cg)
-    if any(d != 1 for d in spec.dilation):  # padded copy, then each phase copied in and its output out
-        counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec) + 2.0 * float(
-            _size((*spec.x_shape[:2], *spec.padded_shape)) * item)
+    if any(d != 1 for d in spec.dilation):  # each phase copied in and its output out
+        counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec)
     if params.get("backend") == "jit":
         counts["jit"] = tx + _io_bytes(spec)
         counts["calls"] = 60.0 * len(winograd.blocks(spec, m, params.get("block", 1)))

@@ -260,8 +260,9 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     """
     padded = array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)
     copy = 0 if backend == "jit" else padded
-    if any(d != 1 for d in spec.dilation):  # the padded input, one phase of it and of the output at a time
-        copy += padded + (padded + array_bytes(spec.out_shape, spec.dtype)) // int(np.prod(spec.dilation))
+    if any(d != 1 for d in spec.dilation):  # one phase of the input and of the output at a time
+        whole = 0 if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0 else padded
+        copy += whole + (padded + array_bytes(spec.out_shape, spec.dtype)) // int(np.prod(spec.dilation))
     # 10% kept back for the small arrays around the blocks
     budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy)))
     budget //= 1 if backend == "jit" else max(1, threads)
@@ -338,13 +339,16 @@ def three_taps(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> tuple[np.ndarray
     return x, w3, replace(spec, x_shape=x.shape, w_shape=w3.shape, pads=pads, padding_mode="zeros", fillvalue=0)
 
 
-def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], ConvSpec]]:
+def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice, ...] | None, ConvSpec]]:
     """A dilated problem as undilated ones, one per phase ``r`` of the dilation on every axis.
 
     With ``i = d*u + r``, ``out[i] = sum_k xpad[i + d*k] w[k] = sum_k xpad[r + d*(u + k)] w[k]``: phase
     ``r`` of the output is the undilated correlation of phase ``r`` of the padded input,
-    ``xpad[r::d]``. Returns ``(phase slice, spec of the phase problem on the padded input)`` pairs.
+    ``xpad[r::d]``. Returns ``(output phase, input slice, phase problem)`` triples. With zero
+    padding the phase problem reads ``x[input slice]`` with its own zero padding; otherwise the
+    input slice is None and it reads ``xpad[output phase]`` unpadded.
     """
+    zeros = PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
     out = []
     for r in np.ndindex(*spec.dilation):
         sel = tuple(slice(ri, None, d) for ri, d in zip(r, spec.dilation))
@@ -352,18 +356,33 @@ def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], ConvSpec]]:
         sub_out = tuple(-(-(o - ri) // d) for o, ri, d in zip(spec.out_shape[2:], r, spec.dilation))
         if any(o <= 0 for o in sub_out):
             continue
-        sub = replace(spec, x_shape=(*spec.x_shape[:2], *sub_x), out_shape=(*spec.out_shape[:2], *sub_out),
-                      pads=((0, 0),) * spec.nd, dilation=(1,) * spec.nd, padding_mode="zeros", fillvalue=0)
-        out.append((sel, sub))
+        src, pads, shape = None, ((0, 0),) * spec.nd, sub_x
+        if zeros:
+            cuts = []
+            for n, (lo, _), ri, d, length in zip(spec.x_shape[2:], spec.pads, r, spec.dilation, sub_x):
+                before = max(0, -(-(lo - ri) // d))  # phase elements in the low padding
+                first = ri + d * before - lo  # the first element of x in this phase
+                use = max(0, min(len(range(first, n, d)), length - before))
+                cuts.append((slice(first, first + d * use, d), (before, length - before - use), use))
+            if all(use > 0 for _, _, use in cuts):  # else no input at all in this phase: pad a copy instead
+                src, pads, shape = (tuple(c[i] for c in cuts) for i in range(3))
+        sub = replace(spec, x_shape=(*spec.x_shape[:2], *shape), out_shape=(*spec.out_shape[:2], *sub_out),
+                      pads=tuple(pads), dilation=(1,) * spec.nd, padding_mode="zeros", fillvalue=0)
+        out.append((sel, src, sub))
     return out
 
 
 def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
     if any(d != 1 for d in spec.dilation):
-        xp = pad(x, spec)
+        phases = dilation_phases(spec)
+        xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
         out = np.empty(spec.out_shape, dtype=spec.dtype)
-        for sel, sub in dilation_phases(spec):
-            part = _compute(xp[(slice(None), slice(None), *sel)], w, sub, params)
+        # a phase has 1/prod(dilation) of the tiles: as many more images (or tile rows) per block
+        grow = int(np.prod(spec.dilation)) if params.block > 0 else int(np.prod(spec.dilation[1:]))
+        sub_params = replace(params, block=params.block * grow)
+        for sel, src, sub in phases:
+            part_x = x[(slice(None), slice(None), *src)] if src is not None else xp[(slice(None), slice(None), *sel)]
+            part = _compute(part_x, w, sub, sub_params)
             if part is None:
                 return None
             out[(slice(None), slice(None), *sel)] = part
