@@ -165,11 +165,26 @@ def _pad_axis(x: da.Array, axis: int, lo: int, hi: int, mode: str, fill: Any) ->
 
 
 def _block(xb: np.ndarray, *, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
-           method: str, func: str, bare: bool) -> np.ndarray:
+           method: str, func: str, bare: bool, crop: tuple[tuple[int, int], ...] | None = None,
+           edge: tuple[str, Any, tuple[int, ...]] | None = None, block_info: Any = None) -> np.ndarray:
     """An unpadded (valid) convolution of one halo-extended block, in the compute dtype.
 
-    ``bare``: the block is spatial only (SciPy dialect), one image of one channel.
+    ``bare``: the block is spatial only (SciPy dialect), one image of one channel. ``edge``:
+    ``(numpy.pad mode, fill value, halo per spatial axis)`` to pad on the sides where the block
+    meets the array's edge (dask gave it no halo there). ``crop``: halo beyond what the window
+    needs, per spatial axis, dropped before the sum.
     """
+    nd = w.ndim - 2
+    lead = xb.ndim - nd
+    if edge is not None:
+        mode, fill, halo = edge
+        loc, num = block_info[0]["chunk-location"], block_info[0]["num-chunks"]
+        width = [(0, 0)] * lead + [(h if loc[lead + i] == 0 else 0, h if loc[lead + i] == num[lead + i] - 1 else 0)
+                                   for i, h in enumerate(halo)]
+        if any(a or b for a, b in width):
+            xb = np.pad(xb, width, mode=mode, **({"constant_values": fill} if mode == "constant" else {}))
+    if crop is not None:
+        xb = xb[(Ellipsis, *(slice(a, xb.shape[lead + i] - b) for i, (a, b) in enumerate(crop)))]
     p = parse_conv(func, xb[None, None] if bare else xb, w, None, stride, 0, dilation, groups)
     out = execute(p, method)
     return out[0, 0] if bare else out
@@ -195,6 +210,9 @@ def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride
     """``x`` (N, C, *spatial) -> (N, C_out, *out) for one channel piece, or, for a bare ``x`` (*spatial) and a
     one-channel ``w``, (*spatial) -> (*out). ``x`` is in the compute dtype."""
     lead = x.ndim - (w.ndim - 2)  # 2, or 0 for a bare image
+    same = _same_size(x, w, pads, mode, fill, stride, dilation, groups, method, func, lead)
+    if same is not None:
+        return same
     planned = [plan_axis(x.chunks[lead + i], lo, hi, d * (k - 1) + 1, s)
                for i, ((lo, hi), k, s, d) in enumerate(zip(pads, w.shape[2:], stride, dilation))]
     xp = x
@@ -206,6 +224,40 @@ def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride
     fn = functools.partial(_block, w=w, stride=tuple(stride), dilation=tuple(dilation), groups=groups, method=method,
                            func=func, bare=lead == 0)
     return da.map_overlap(fn, xp, depth=depth, boundary="none", trim=False, allow_rechunk=False, chunks=out_chunks,
+                          dtype=w.dtype, meta=np.empty((0,) * x.ndim, dtype=w.dtype))
+
+
+def _same_size(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int, method: str,
+               func: str, lead: int) -> da.Array | None:
+    """The common case in fewer tasks: output as large as the input (stride 1, ``lo + hi`` = the span less one).
+
+    One ``map_overlap`` on the input itself with a symmetric halo of ``max(lo, hi)`` (one element more
+    than needed on one side when the kernel is even, dropped in the block); the output chunks are the
+    input's. Each block pads its own sides that meet the array's edge (they hold what the padding
+    copies), except for wrap-around, which dask's 'periodic' boundary fetches from the far end. None
+    when this does not apply (strides, 'full'/'valid' sizes, a halo longer than the axis).
+    """
+    spans = [d * (k - 1) for k, d in zip(w.shape[2:], dilation)]
+    if any(s != 1 for s in stride) or any(lo + hi != sp for (lo, hi), sp in zip(pads, spans)):
+        return None
+    halo = [max(lo, hi) for lo, hi in pads]
+    if any(h + (mode == "reflect") > n for h, n in zip(halo, x.shape[lead:])):
+        return None
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    # every chunk at least the halo (numpy's reflect, which skips the edge element, one more)
+    least = [h + (mode == "reflect") if h else 0 for h in halo]
+    x = x.rechunk((*x.chunks[:lead], *(ensure_minimum_chunksize(m, c) if m else c
+                                       for m, c in zip(least, x.chunks[lead:]))))
+    wrap = mode == "wrap"
+    depth = {**dict.fromkeys(range(lead), 0), **{lead + i: h for i, h in enumerate(halo)}}
+    boundary = {**dict.fromkeys(range(lead), "none"), **{lead + i: "periodic" if wrap else "none"
+                                                        for i in range(len(halo))}}
+    out_chunks = (x.chunks[0], (w.shape[0],))[:lead] + x.chunks[lead:]
+    fn = functools.partial(_block, w=w, stride=tuple(stride), dilation=tuple(dilation), groups=groups, method=method,
+                           func=func, bare=lead == 0, crop=tuple((h - lo, h - hi) for h, (lo, hi) in zip(halo, pads)),
+                           edge=None if wrap else (mode, fill, tuple(halo)))
+    return da.map_overlap(fn, x, depth=depth, boundary=boundary, trim=False, allow_rechunk=False, chunks=out_chunks,
                           dtype=w.dtype, meta=np.empty((0,) * x.ndim, dtype=w.dtype))
 
 
