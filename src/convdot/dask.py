@@ -10,13 +10,15 @@ in-memory call. Nothing is computed until you ask: ``.compute()``, ``.to_zarr(..
 How a spatial axis is cut
 -------------------------
 The arguments are parsed by the same parser as the in-memory call, which gives explicit ``(lo, hi)``
-pads and a boundary mode. The padding becomes thin slabs glued onto the two edge chunks (copied
-from the array itself for wrap/symm/reflect/replicate, so any pad width works), and then each
-chunk is extended by ``map_overlap`` with an asymmetric halo ``(left, right)`` whose total is the
-dilated kernel span less the stride, ``dilation*(k-1) + 1 - stride`` -- the least any cut can need.
-The left share is the low padding, so in ``mode="same"`` output chunks line up with input chunks;
-in 'full'/'valid' only the two edge chunks change size. Chunks smaller than the halo are merged
-first, and with a stride the cuts are moved onto multiples of the stride.
+pads and a boundary mode. When the output is as large as the input (``mode="same"``, stride 1) one
+``map_overlap`` on the input does it: every chunk gets a halo of ``max(lo, hi)`` from its neighbours,
+a chunk at the array's edge pads that side itself (fill, mirror, edge copy), wrap-around comes from
+dask's 'periodic' boundary, and the output chunks are the input's. Otherwise ('full'/'valid',
+strides, halos longer than the axis) the padding becomes thin slabs glued onto the edge chunks
+(copied from the array itself, so any pad width works), and each chunk is extended by an
+asymmetric halo ``(left, right)`` whose total is the dilated kernel span less the stride,
+``dilation*(k-1) + 1 - stride`` -- the least any cut can need; only the edge chunks change size,
+and with a stride the cuts move onto multiples of it. Chunks smaller than the halo are merged first.
 
 CNN layers are cut over the batch and over space like this; channel chunks of ``x`` each give a
 partial sum of every output channel (``groups=1``) that is then added up, or, with groups, are
