@@ -35,16 +35,16 @@ from .algorithms import ALGORITHMS
 #: kernel; ``int`` integer multiply-adds/s of NumPy's non-BLAS loops; ``calls`` Python-level NumPy
 #: calls per second.
 MACHINE: dict[str, Any] = {
-    "machine": "AMD EPYC (Zen 3), 2 vCPUs, AVX2, KVM guest; NumPy 2.4 with OpenBLAS 0.3.31",
-    "measured": "2026-11-24, convdot.tuning.measure_constants",
+    "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2; NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
+    "measured": "2026-11-24 by convdot.tuning.measure_rates (best of several runs on a shared machine)",
     "rates": {
-        "gemm": 1.4e11,
-        "fft": 4.0e9,
-        "numpy": 3.0e9,
-        "jit": 6.0e9,
-        "direct": 8.0e9,
-        "int": 1.5e9,
-        "calls": 2.0e5,
+        "gemm": 1.8e11,
+        "fft": 3.0e10,
+        "numpy": 2.8e10,
+        "jit": 1.2e10,
+        "direct": 2.2e10,
+        "int": 7.9e8,
+        "calls": 7.9e5,
     },
 }
 

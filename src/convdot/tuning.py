@@ -278,8 +278,8 @@ def measure_rates(repeat: int = 5, quick: bool = False) -> dict[str, float]:
     """Measure the rates of :data:`convdot.planner.MACHINE` on this machine (a few seconds).
 
     The problems are as large as the ones the rates are used for (``quick`` only times each once
-    after the warm-up). Returns a dict with the same keys as ``MACHINE["rates"]``; ``jit`` only
-    when numba is installed.
+    after the warm-up). Returns a dict with the same keys as ``MACHINE["rates"]``; ``jit`` and
+    ``direct`` only when numba is installed.
     """
     repeat = 1 if quick else repeat
     rng = np.random.default_rng(0)
@@ -306,7 +306,24 @@ def measure_rates(repeat: int = 5, quick: bool = False) -> dict[str, float]:
 
     if winograd.jit_available():
         out["jit"] = _measure_jit(rng, repeat, quick)
+        direct = _measure_direct(rng, repeat)
+        if direct is not None:
+            out["direct"] = direct
     return out
+
+
+def _measure_direct(rng: np.random.Generator, repeat: int) -> float | None:
+    """Multiply-adds/s of sliding's compiled direct path (one 1024x1024 float32 image, 7x7 kernel)."""
+    from ._spec import parse_conv
+    from .algorithms import ALGORITHMS
+
+    sliding = ALGORITHMS["sliding"]
+    p = parse_conv("tune", rng.standard_normal((1, 1, 1024, 1024), dtype=np.float32),
+                   rng.standard_normal((1, 1, 7, 7), dtype=np.float32), padding=3)
+    cost = getattr(sliding, "cost", None)
+    if cost is None or not cost(p.spec).get("jit"):
+        return None
+    return p.spec.macs / _best_time(lambda: sliding.run(p.x, p.w, p.spec), repeat)
 
 
 def _measure_jit(rng: np.random.Generator, repeat: int, quick: bool) -> float:
