@@ -72,6 +72,15 @@ def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
     assert layer.params["tile"] == 4 and layer.params["block"] >= 1
 
 
+def test_a_separable_filter_is_costed_as_two_passes():
+    g = np.exp(-np.linspace(-2, 2, 31) ** 2)
+    img = np.random.default_rng(0).standard_normal((1, 1, 512, 512))
+    sep = convdot.plan(img, np.outer(g, g)[None, None], padding=15)
+    dense = convdot.plan(img, np.random.default_rng(1).standard_normal((1, 1, 31, 31)), padding=15)
+    assert sep.estimates["sliding"][0] < dense.estimates["sliding"][0] / 5  # 62 taps instead of 961
+    assert sep.estimates["fft"][0] == dense.estimates["fft"][0]
+
+
 def test_choice_is_the_lowest_estimate():
     x = np.ones((2, 16, 20, 20), np.float32)
     w = np.ones((16, 16, 3, 3), np.float32)

@@ -100,8 +100,13 @@ def counts_im2col(spec: ConvSpec, params: dict) -> dict[str, float]:
 
 
 def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
-    """Windows path: einsum copies the windows and runs a GEMM. Direct path: one pass per tap."""
-    info = ALGORITHMS["sliding"].cost(spec)  # macs, passes, path (1 direct), jit
+    """Windows path: einsum copies the windows and runs a GEMM. Direct path: one pass per tap
+    (``kh + kw`` taps instead of ``kh * kw`` when ``params["separable"]``: two 1-D passes)."""
+    info = dict(ALGORITHMS["sliding"].cost(spec))  # macs, passes, path (1 direct), jit
+    if info["path"] and params.get("separable"):
+        kh, kw = spec.kernel
+        info["macs"] *= (kh + kw) / (kh * kw)
+        info["passes"] *= (kh + kw) / (kh * kw)
     out_bytes = float(_size(spec.out_shape) * spec.dtype.itemsize)
     if info["path"]:
         if info["jit"]:
@@ -197,8 +202,9 @@ def rates() -> dict[str, float]:
     return {**MACHINE["rates"], **(measured or {})}
 
 
-def _best_option(method: str, spec: ConvSpec, threads: int, r: dict[str, float]) -> tuple[float, dict[str, Any]]:
-    return _model(method, spec, threads, tuple(sorted(r.items())), _jit_state())
+def _best_option(method: str, spec: ConvSpec, threads: int, r: dict[str, float],
+                 extra: tuple = ()) -> tuple[float, dict[str, Any]]:
+    return _model(method, spec, threads, tuple(sorted(r.items())), _jit_state(), extra)
 
 
 def _jit_state() -> bool:
@@ -208,10 +214,15 @@ def _jit_state() -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _model(method: str, spec: ConvSpec, threads: int, r: tuple, jit: bool) -> tuple[float, dict[str, Any]]:
-    """The cheapest parameters of ``method`` and their estimate (memoized: ``auto`` asks on every call)."""
+def _model(method: str, spec: ConvSpec, threads: int, r: tuple, jit: bool,
+           extra: tuple) -> tuple[float, dict[str, Any]]:
+    """The cheapest parameters of ``method`` and their estimate (memoized: ``auto`` asks on every call).
+
+    ``extra`` holds facts about the weights that the shapes do not tell (``("separable", True)``).
+    """
     rates_ = dict(r)
-    scored = [(estimate(COUNTS[method](spec, p), rates_, threads), p) for p in options(method, spec, threads)]
+    scored = [(estimate(COUNTS[method](spec, {**p, **dict(extra)}), rates_, threads), p)
+              for p in options(method, spec, threads)]
     secs, params = min(scored, key=lambda item: item[0])
     return secs, dict(params)
 
@@ -309,6 +320,18 @@ def _describe(params: dict) -> str:
     return ", ".join(parts)
 
 
+def _separable(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> bool:
+    """Whether sliding's direct path would run this 2-D filter as two 1-D passes (a rank-1 kernel)."""
+    sliding = ALGORITHMS["sliding"]
+    factors = getattr(sliding, "separable_factors", None)
+    uses_direct = getattr(sliding, "uses_direct", None)
+    if spec.nd != 2 or factors is None or uses_direct is None or not uses_direct(spec) or spec.groups > 64:
+        return False
+    g = spec.groups
+    wg = np.asarray(w, dtype=spec.dtype).reshape(g, spec.out_shape[1] // g, spec.w_shape[1], *spec.kernel)
+    return factors(wg, x[:1, :1, :1]) is not None  # x only for its finiteness, checked already
+
+
 def _all_finite(a: np.ndarray) -> bool:
     return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
 
@@ -350,7 +373,8 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
         elif not finite and m in TRANSFORM_METHODS:
             excluded[m] = "input holds NaN or inf: a transform would spread them; the direct sum keeps them in place"
     r = rates()
-    estimates = {m: _best_option(m, spec, n_threads, r) for m in METHODS if m not in excluded}
+    facts = {"sliding": (("separable", True),)} if _separable(spec, x, w) else {}
+    estimates = {m: _best_option(m, spec, n_threads, r, facts.get(m, ())) for m in METHODS if m not in excluded}
     tuned = tuning.lookup(spec, n_threads)
     usable = tuned is not None and tuned.get("method") in estimates
     if usable and _valid(tuned["method"], spec, tuned.get("params", {})):
