@@ -65,7 +65,8 @@ def test_direct_only_takes_a_direct_method():
 
 def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
     """The model's data, not a chain of ifs, picks these (stated machine, built-in rates)."""
-    big = convdot.plan(np.ones((1, 1, 512, 512)), np.ones((1, 1, 31, 31)), padding=15)
+    dense = np.random.default_rng(0).standard_normal((1, 1, 31, 31))  # not rank 1, unlike np.ones
+    big = convdot.plan(np.ones((1, 1, 512, 512)), dense, padding=15)
     assert big.method == "fft", str(big)
     layer = convdot.plan(np.ones((8, 64, 56, 56), np.float32), np.ones((64, 64, 3, 3), np.float32), padding=1)
     assert layer.method == "winograd", str(layer)
