@@ -293,6 +293,12 @@ def test_threads_give_identical_results(rng, monkeypatch):
     monkeypatch.delenv("CONVDOT_NUM_THREADS")
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
         convdot.plan(x, w, threads=0)
+    from convdot import _threads
+
+    with _threads.using(1):  # what a call-level threads= knob sets
+        assert convdot.plan(x, w, padding=1).params["threads"] == 1
+        assert _threads.num_threads(3) == 3
+    assert _threads.num_threads() == _threads.available_cpus()
 
 
 def test_compare_includes_winograd(rng):

@@ -1,7 +1,7 @@
 """How many threads convdot's own loops use, and the pool they run on.
 
-The count is, in order: an explicit ``threads=`` argument, the ``CONVDOT_NUM_THREADS`` environment
-variable, the CPUs this process may run on. It governs convdot's thread pool (the Winograd
+The count is, in order: an explicit ``threads=`` argument, the innermost :func:`using` block, the
+``CONVDOT_NUM_THREADS`` environment variable, the CPUs this process may run on. It governs convdot's thread pool (the Winograd
 transforms, blocks of images); the BLAS inside ``np.matmul`` keeps its own setting
 (``OPENBLAS_NUM_THREADS`` and friends). Work is split only where the pieces release the GIL
 (compiled kernels, large NumPy operations, ``np.matmul``).
@@ -9,10 +9,12 @@ transforms, blocks of images); the BLAS inside ``np.matmul`` keeps its own setti
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -22,6 +24,17 @@ T = TypeVar("T")
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
+_override: contextvars.ContextVar[int | None] = contextvars.ContextVar("convdot_threads", default=None)
+
+
+@contextlib.contextmanager
+def using(threads: int | None, *, func: str = "convdot") -> Iterator[None]:
+    """Within the block, ``num_threads()`` is ``threads`` (None: unchanged); per thread and task."""
+    token = _override.set(None if threads is None else num_threads(threads, func=func))
+    try:
+        yield
+    finally:
+        _override.reset(token)
 
 
 def available_cpus() -> int:
@@ -37,6 +50,8 @@ def num_threads(threads: Any = None, *, func: str = "convdot") -> int:
 
     Raises ValueError naming ``func`` for a count that is not a positive integer.
     """
+    if threads is None and _override.get() is not None:
+        return _override.get()
     if threads is None:
         env = os.environ.get(ENV, "").strip()
         if not env:
