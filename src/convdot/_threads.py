@@ -1,9 +1,9 @@
 """How many threads convdot's own loops use, and the pool they run on.
 
 The count is, in order: an explicit ``threads=`` argument, the innermost :func:`using` block, the
-``CONVDOT_NUM_THREADS`` environment variable, the CPUs this process may run on. It governs convdot's thread pool (the Winograd
-transforms, blocks of images); the BLAS inside ``np.matmul`` keeps its own setting
-(``OPENBLAS_NUM_THREADS`` and friends). Work is split only where the pieces release the GIL
+``CONVDOT_NUM_THREADS`` environment variable, the CPUs this process may run on. It governs
+convdot's thread pool (the Winograd transforms, blocks of images); the BLAS inside ``np.matmul``
+keeps its own setting (``OPENBLAS_NUM_THREADS`` and friends). Work is split only where the pieces release the GIL
 (compiled kernels, large NumPy operations, ``np.matmul``).
 """
 
