@@ -222,13 +222,13 @@ def test_rows_of_one_image_in_blocks_match_whole_images(rng):
 
 
 def test_default_block_bounds_the_transformed_tiles():
-    spec = parse_conv("t", np.ones((32, 128, 28, 28), np.float32), np.ones((128, 128, 3, 3), np.float32),
+    spec = parse_conv("t", np.broadcast_to(np.float32(1), (32, 128, 28, 28)), np.ones((128, 128, 3, 3), np.float32),
                       None, padding=1).spec
     block = winograd.default_block(spec, 4)
     assert 1 <= block <= 32
     assert block * winograd.scratch_per_image(spec, 4, "jit") <= winograd.BLOCK_BYTES
-    big = parse_conv("t", np.ones((1, 64, 2048, 2048), np.float32), np.ones((64, 64, 3, 3), np.float32),
-                     None, padding=1).spec
+    image = np.broadcast_to(np.float32(1), (1, 64, 2048, 2048))  # a 1 GiB shape, no memory
+    big = parse_conv("t", image, np.ones((64, 64, 3, 3), np.float32), None, padding=1).spec
     assert winograd.default_block(big, 4) < 0  # one image does not fit: blocks of tile rows
 
 
