@@ -381,24 +381,28 @@ def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice
     return out
 
 
-def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
+def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
+             out: np.ndarray | None = None) -> np.ndarray | None:
+    """``spec`` computed into ``out`` (a new array when None); None when the compiled kernel met NaN/inf."""
     if any(d != 1 for d in spec.dilation):
         phases = dilation_phases(spec)
         xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
-        out = np.empty(spec.out_shape, dtype=spec.dtype)
+        out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
         # a phase has 1/prod(dilation) of the tiles: as many more images (or tile rows) per block
         grow = int(np.prod(spec.dilation)) if params.block > 0 else int(np.prod(spec.dilation[1:]))
         sub_params = replace(params, block=params.block * grow)
         for sel, src, sub in phases:
             part_x = x[(slice(None), slice(None), *src)] if src is not None else xp[(slice(None), slice(None), *sel)]
-            part = _compute(part_x, w, sub, sub_params)
-            if part is None:
-                return None
-            out[(slice(None), slice(None), *sel)] = part
+            dst = out[(slice(None), slice(None), *sel)]
+            if params.backend == "jit":  # the kernels read and write the strided phases in place
+                if _compute(part_x, w, sub, sub_params, out=dst) is None:
+                    return None
+            else:
+                dst[...] = _compute(part_x, w, sub, sub_params)
         return out
     x, w, spec = three_taps(x, w, spec)
     if params.backend == "jit":
-        return _run_jit(x, w, spec, params)
+        return _run_jit(x, w, spec, params, out)
     if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0:
         # one copy: pad by the zeros the whole tiles need as well
         t = tile_grid(spec, params.tile)
@@ -477,14 +481,19 @@ def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) ->
     return out
 
 
-def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray | None:
-    """The compiled 2-D path; None when ``x`` holds non-finite values (the caller takes over)."""
+def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
+             out: np.ndarray | None = None) -> np.ndarray | None:
+    """The compiled 2-D path, into ``out`` if given; None when ``x`` holds non-finite values.
+
+    ``x`` and ``out`` may be strided views (a dilation phase): the kernels index them as they are.
+    """
     from . import _winograd_jit as jit
 
     m, g = params.tile, spec.groups
     dt = spec.dtype
     if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0:
-        xs = np.ascontiguousarray(x, dtype=dt)
+        strided_phase = out is not None and x.dtype == dt
+        xs = x if strided_phase else np.ascontiguousarray(x, dtype=dt)
         (pt, _), (pl, _) = spec.pads
     else:
         xs, pt, pl = pad(x, spec), 0, 0
@@ -496,7 +505,7 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
     _check_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize)
-    out = np.empty(spec.out_shape, dtype=dt)
+    out = np.empty(spec.out_shape, dtype=dt) if out is None else out
     v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
     m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
