@@ -289,7 +289,11 @@ class Plan:
                  f"method: {self.method} ({_describe(self.params)})",
                  f"why: {self.reason}"]
         if self.estimates:
-            lines.append(f"cost model estimates ({MACHINE['machine'] if self.source == 'model' else 'tuned rates'}):")
+            from . import tuning
+
+            origin = ("rates measured here by `convdot tune`" if tuning.cached_rates()
+                      else f"built-in rates of {MACHINE['machine']}")
+            lines.append(f"cost model estimates ({origin}):")
             for m, (secs, p) in sorted(self.estimates.items(), key=lambda kv: kv[1][0]):
                 mark = "  <- chosen" if m == self.method else ""
                 lines.append(f"  {m:<10} {_fmt_time(secs):>10}  {_describe(p)}{mark}")
