@@ -33,7 +33,7 @@ from .algorithms import ALGORITHMS
 #: bytes/s an element-wise NumPy pass or copy moves; ``jit`` bytes/s the compiled Winograd
 #: transforms read plus write using every CPU; ``direct`` multiply-adds/s of the compiled direct
 #: kernel; ``int`` integer multiply-adds/s of NumPy's non-BLAS loops; ``calls`` Python-level NumPy
-#: calls per second.
+#: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass).
 MACHINE: dict[str, Any] = {
     "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2; NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
     "measured": "2026-11-24 by convdot.tuning.measure_rates (best of several runs on a shared machine)",
@@ -45,6 +45,7 @@ MACHINE: dict[str, Any] = {
         "direct": 2.2e10,
         "int": 7.9e8,
         "calls": 7.9e5,
+        "dram": 1.4e10,
     },
 }
 
@@ -145,6 +146,9 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
         counts = {"numpy": 3.0 * tiles * points * c_out * item}
     else:
         counts = _gemm(spec, 2.0 * points * tiles * c_out * cg)
+    # the transformed kernel, (m+2)**nd / 3**nd times the weight, is read from memory by every block
+    nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
+    counts["dram"] = float(points * c_out * cg * item * nblocks)
     if any(d != 1 for d in spec.dilation):  # each phase copied in and its output out
         counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec)
     if params.get("backend") == "jit":

@@ -287,6 +287,9 @@ def measure_rates(repeat: int = 5, quick: bool = False) -> dict[str, float]:
     a = rng.standard_normal((s, s), dtype=np.float32)
     b = rng.standard_normal((s, s), dtype=np.float32)
     out: dict[str, float] = {"gemm": 2.0 * s ** 3 / _best_time(lambda: a @ b, repeat)}
+    big = np.ones(1 << 25, dtype=np.float32)  # 128 MiB: read from main memory
+    out["dram"] = big.nbytes / _best_time(big.sum, repeat)
+    del big
     # the typical NumPy pass: a strided gather into a new array (im2col's columns, 29 MiB)
     img = rng.standard_normal((4, 64, 58, 58), dtype=np.float32)
     win = np.lib.stride_tricks.sliding_window_view(img, (3, 3), axis=(2, 3)).transpose(0, 1, 4, 5, 2, 3)
