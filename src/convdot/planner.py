@@ -33,7 +33,9 @@ from .algorithms import ALGORITHMS
 #: bytes/s an element-wise NumPy pass or copy moves; ``jit`` bytes/s the compiled Winograd
 #: transforms read plus write using every CPU; ``direct`` multiply-adds/s of the compiled direct
 #: kernel; ``int`` integer multiply-adds/s of NumPy's non-BLAS loops; ``calls`` Python-level NumPy
-#: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass).
+#: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass);
+#: ``cgemm`` real flop/s of the FFT's per-frequency complex channel products (batches of small
+#: matrices, a few rows each: far below a large GEMM; 1.5e10 is what resnet-3x3-56 ran at).
 MACHINE: dict[str, Any] = {
     "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2; NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
     "measured": "2026-11-24 by convdot.tuning.measure_rates (best of several runs on a shared machine)",
@@ -46,6 +48,7 @@ MACHINE: dict[str, Any] = {
         "int": 7.9e8,
         "calls": 7.9e5,
         "dram": 1.4e10,
+        "cgemm": 1.5e10,
     },
 }
 
@@ -122,7 +125,7 @@ def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
 def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Overlap-save blocks: real transforms of every block and filter, a complex GEMM per frequency."""
     c = ALGORITHMS["fft"].cost(spec)  # fft flops, gemm flops, bytes, blocks, transforms
-    return {"fft": c["fft"] * _wide(spec), "gemm": c["gemm"] * _wide(spec), "numpy": c["bytes"],
+    return {"fft": c["fft"] * _wide(spec), "cgemm": c["gemm"] * _wide(spec), "numpy": c["bytes"],
             "calls": 10.0 * (c["blocks"] + c["transforms"])}
 
 
@@ -130,7 +133,7 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Tiles transformed, one GEMM per transform point, products transformed back.
 
     With the compiled kernels, the input is read once and the transformed tiles written once
-    (likewise back); the NumPy path makes about four passes over the transformed tiles each way.
+    (likewise back); the NumPy path's tensordots and transposes cost about 30 such passes.
     A dilated problem adds the copies that split it into dilation phases.
     """
     from .algorithms import winograd
@@ -155,8 +158,10 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
         counts["jit"] = tx + _io_bytes(spec)
         counts["calls"] = 60.0 * len(winograd.blocks(spec, m, params.get("block", 1)))
     else:
-        counts["numpy"] = counts.get("numpy", 0.0) + 4.0 * tx + 3.0 * _io_bytes(spec)
-        counts["calls"] = (20.0 + 6 * spec.nd) * len(winograd.blocks(spec, m, params.get("block", 1)))
+        # tensordot over axes of a+2 points runs far below copy speed: fitted on this machine to
+        # about 30 passes' worth of the transformed tiles, and 150 NumPy calls per block
+        counts["numpy"] = counts.get("numpy", 0.0) + 30.0 * tx + 3.0 * _io_bytes(spec)
+        counts["calls"] = 150.0 * len(winograd.blocks(spec, m, params.get("block", 1)))
     return counts
 
 
