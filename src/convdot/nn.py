@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dispatch import dask_aware
 from ._run import execute
 from ._spec import parse_conv, parse_conv_transpose, parse_method
 
@@ -54,24 +55,28 @@ _CONV_DOC = """{summary}
 """
 
 
+@dask_aware
 def conv(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
          groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
     p = parse_conv("conv", x, weight, bias, stride, padding, dilation, groups, padding_mode)
     return execute(p, parse_method("conv", method))
 
 
+@dask_aware
 def conv1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
     p = parse_conv("conv1d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=1)
     return execute(p, parse_method("conv1d", method))
 
 
+@dask_aware
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
     p = parse_conv("conv2d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=2)
     return execute(p, parse_method("conv2d", method))
 
 
+@dask_aware
 def conv3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
     p = parse_conv("conv3d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=3)
@@ -137,12 +142,14 @@ _TRANSPOSE_DOC = """{summary}
 """
 
 
+@dask_aware
 def conv_transpose(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                    output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> np.ndarray:
     p = parse_conv_transpose("conv_transpose", x, weight, bias, stride, padding, output_padding, groups, dilation)
     return execute(p, parse_method("conv_transpose", method))
 
 
+@dask_aware
 def conv_transpose1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
                      method: str = "auto") -> np.ndarray:
@@ -151,6 +158,7 @@ def conv_transpose1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
     return execute(p, parse_method("conv_transpose1d", method))
 
 
+@dask_aware
 def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
                      method: str = "auto") -> np.ndarray:
@@ -159,6 +167,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
     return execute(p, parse_method("conv_transpose2d", method))
 
 
+@dask_aware
 def conv_transpose3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
                      method: str = "auto") -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dispatch import dask_aware
 from ._run import execute
 from ._spec import parse_method, parse_signal
 
@@ -60,19 +61,23 @@ _BOUNDARY = """boundary : {"fill", "wrap", "symm"}, default "fill"
         "auto" or any name in :data:`convdot.METHODS`."""
 
 
+@dask_aware
 def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
     return _signal("correlate", in1, in2, mode, method, convolve=False)
 
 
+@dask_aware
 def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
     return _signal("convolve", in1, in2, mode, method, convolve=True)
 
 
+@dask_aware
 def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
                 method: str = "auto") -> np.ndarray:
     return _signal("correlate2d", in1, in2, mode, method, False, boundary, fillvalue, two_d=True)
 
 
+@dask_aware
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
                method: str = "auto") -> np.ndarray:
     return _signal("convolve2d", in1, in2, mode, method, True, boundary, fillvalue, two_d=True)
