@@ -44,7 +44,7 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | f
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg="NaN positions differ")
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(actual[~finite], expected[~finite], err_msg="inf values differ")
-    err = np.abs(actual.astype(np.complex128) - expected.astype(np.complex128))[finite]
+    err = np.abs(actual.astype(np.complex128)[finite] - expected.astype(np.complex128)[finite])
     bound = (atol + rtol * np.broadcast_to(np.abs(scale), expected.shape))[finite]
     bad = err > bound
     assert not bad.any(), f"max error {err.max():.3g} exceeds tolerance (worst at {np.argmax(err - bound)})"

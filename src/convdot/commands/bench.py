@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     repeat = args.repeat or (3 if args.quick else 5)
     pause = args.pause if args.pause is not None else (0.02 if args.quick else runner.PAUSE)
     bar = _Bar(len(names))
-    doc: dict = {"schema": "convdot-bench/1", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    doc: dict = {"schema": "convdot-bench/1", "created": datetime.datetime.now(datetime.UTC).isoformat(),
                  "quick": bool(args.quick), "repeat": repeat, "pause": pause, "machine": machine.info(),
                  "workloads": [], "extra": {}}
     try:
