@@ -350,7 +350,7 @@ def _all_finite(a: np.ndarray) -> bool:
 
 
 def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = False,
-           threads: int | None = None) -> Plan:
+           threads: int | None = None, report: bool = False) -> Plan:
     """Pick a method and its parameters for ``spec`` (``direct_only`` for SciPy's method='direct').
 
     Parameters
@@ -365,6 +365,9 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
         Only methods that evaluate the direct sum.
     threads : int, optional
         Threads for convdot's own loops (default ``$CONVDOT_NUM_THREADS`` or every CPU).
+    report : bool, default False
+        Check the NaN/inf rule even when no transform would win, so ``Plan.excluded`` is complete
+        (``auto`` skips that pass over the input when it cannot change the choice).
 
     Returns
     -------
@@ -374,7 +377,6 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
 
     n_threads = _threads.num_threads(threads, func=spec.func)
     excluded: dict[str, str] = {}
-    finite = _all_finite(x) and _all_finite(w)
     for m in METHODS:
         reason = ALGORITHMS[m].unsupported(spec, x, w)
         if reason:
@@ -383,12 +385,21 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
             excluded[m] = "method='direct' asks for the direct sum"
         elif spec.is_exact and m not in DIRECT_METHODS:
             excluded[m] = "integer input is summed exactly in int64 by a direct method"
-        elif not finite and m in TRANSFORM_METHODS:
-            excluded[m] = "input holds NaN or inf: a transform would spread them; the direct sum keeps them in place"
     r = rates()
     facts = {"sliding": (("separable", True),)} if _separable(spec, x, w) else {}
     estimates = {m: _best_option(m, spec, n_threads, r, facts.get(m, ())) for m in METHODS if m not in excluded}
     tuned = tuning.lookup(spec, n_threads)
+    # The NaN/inf rule reads the whole input, so it is checked only when a transform could win.
+    finite = True
+    contenders = {min(estimates, key=lambda m: estimates[m][0])} | ({tuned.get("method")} if tuned else set())
+    if report or contenders & set(TRANSFORM_METHODS):
+        finite = _all_finite(x) and _all_finite(w)
+        if not finite:
+            for m in TRANSFORM_METHODS:
+                if m in estimates:
+                    del estimates[m]
+                    excluded[m] = ("input holds NaN or inf: a transform would spread them; "
+                                   "the direct sum keeps them in place")
     usable = tuned is not None and tuned.get("method") in estimates
     if usable and _valid(tuned["method"], spec, tuned.get("params", {})):
         method = tuned["method"]
@@ -444,4 +455,4 @@ def plan(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 
     from ._spec import parse_conv
 
     p = parse_conv("plan", x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return choose(p.spec, p.x, p.w, threads=threads)
+    return choose(p.spec, p.x, p.w, threads=threads, report=True)
