@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Any
+
 import numpy as np
 
 from . import planner
@@ -9,15 +13,23 @@ from ._spec import Parsed
 from .algorithms import ALGORITHMS
 
 
-def resolve(parsed: Parsed, method: str) -> str:
-    """Turn "auto"/"direct" into a method name and check that method can run the problem."""
+@functools.cache
+def _run_options(name: str) -> frozenset[str]:
+    """The keyword-only options a method's ``run`` takes (Winograd's tile, block, backend, ...)."""
+    params = inspect.signature(ALGORITHMS[name].run).parameters.values()
+    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+
+
+def resolve(parsed: Parsed, method: str) -> tuple[str, dict[str, Any]]:
+    """Turn "auto"/"direct" into a method and the plan's options for it; check the method can run."""
     spec = parsed.spec
     if method in ("auto", "direct"):
-        return planner.choose(spec, parsed.x, parsed.w, direct_only=method == "direct").method
+        plan = planner.choose(spec, parsed.x, parsed.w, direct_only=method == "direct")
+        return plan.method, {k: v for k, v in plan.params.items() if k in _run_options(plan.method)}
     reason = ALGORITHMS[method].unsupported(spec, parsed.x, parsed.w)
     if reason:
         raise ValueError(f"{spec.func}: method={method!r} cannot run this problem: {reason}")
-    return method
+    return method, {}
 
 
 def dilate_input(x: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
@@ -32,11 +44,11 @@ def dilate_input(x: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
 
 def execute(parsed: Parsed, method: str) -> np.ndarray:
     """Compute a parsed problem with ``method`` and return what the user asked for."""
-    name = resolve(parsed, method)
+    name, options = resolve(parsed, method)
     spec = parsed.spec
     x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
     with np.errstate(invalid="ignore"):  # inf - inf and 0 * inf are NaN by definition, not a surprise
-        out = ALGORITHMS[name].run(x, parsed.w, spec)
+        out = ALGORITHMS[name].run(x, parsed.w, spec, **options)  # the plan's (or the tuned) parameters
     if parsed.crop is not None and any(lo or hi for lo, hi in parsed.crop):
         out = out[(slice(None), slice(None), *(slice(lo, o - hi) for (lo, hi), o in zip(parsed.crop, out.shape[2:])))]
     if parsed.bias is not None:
