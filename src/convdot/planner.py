@@ -31,8 +31,10 @@ from .algorithms import ALGORITHMS
 #: this machine's own, cached). Units: ``gemm`` float32 flop/s in a large BLAS GEMM using every
 #: CPU; ``fft`` flop/s of ``scipy.fft`` (5 n log2 n per complex transform of n points); ``numpy``
 #: bytes/s an element-wise NumPy pass or copy moves; ``jit`` bytes/s the compiled Winograd
-#: transforms read plus write using every CPU; ``direct`` multiply-adds/s of the compiled direct
-#: kernel; ``int`` integer multiply-adds/s of NumPy's non-BLAS loops; ``calls`` Python-level NumPy
+#: transforms read plus write using every CPU; ``direct`` work/s of the compiled direct kernel
+#: (multiply-adds plus its per-row-pass cost, :func:`convdot.algorithms.sliding.jit_work`; 8.8e10 fitted
+#: on 2048x2048 float64 filters, k = 3..31, 2026-11-24); ``int`` integer multiply-adds/s of NumPy's
+#: non-BLAS loops; ``calls`` Python-level NumPy
 #: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass);
 #: ``cgemm`` real flop/s of the FFT's per-frequency complex channel products (batches of small
 #: matrices, a few rows each: far below a large GEMM; 1.5e10 is what resnet-3x3-56 ran at).
@@ -44,7 +46,7 @@ MACHINE: dict[str, Any] = {
         "fft": 3.0e10,
         "numpy": 2.8e10,
         "jit": 1.2e10,
-        "direct": 2.2e10,
+        "direct": 8.8e10,
         "int": 7.9e8,
         "calls": 7.9e5,
         "dram": 1.4e10,
@@ -106,15 +108,18 @@ def counts_im2col(spec: ConvSpec, params: dict) -> dict[str, float]:
 def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Windows path: einsum copies the windows and runs a GEMM. Direct path: one pass per tap
     (``kh + kw`` taps instead of ``kh * kw`` when ``params["separable"]``: two 1-D passes)."""
-    info = dict(ALGORITHMS["sliding"].cost(spec))  # macs, passes, path (1 direct), jit
+    sliding = ALGORITHMS["sliding"]
+    info = dict(sliding.cost(spec))  # macs, passes, path (1 direct), jit, work (compiled kernel)
     if info["path"] and params.get("separable"):
         kh, kw = spec.kernel
         info["macs"] *= (kh + kw) / (kh * kw)
         info["passes"] *= (kh + kw) / (kh * kw)
+        if info["jit"]:  # a column pass (kh x 1) then a row pass (1 x kw)
+            info["work"] = sliding.jit_work(spec, (kh, 1)) + sliding.jit_work(spec, (1, kw))
     out_bytes = float(_size(spec.out_shape) * spec.dtype.itemsize)
     if info["path"]:
         if info["jit"]:
-            return {"direct": info["macs"] * _wide(spec), "numpy": _io_bytes(spec), "calls": 50.0}
+            return {"direct": info["work"] * _wide(spec), "numpy": _io_bytes(spec), "calls": 50.0}
         # each pass multiplies one shifted slice and adds it into a cache-sized block of outputs
         out_elems = float(_size(spec.out_shape))
         return {"numpy": 2 * info["passes"] * out_bytes + _io_bytes(spec),

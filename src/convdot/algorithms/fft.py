@@ -46,6 +46,10 @@ _EPS64 = float(np.finfo(np.float64).eps)
 MIN_BLOCK = 32
 #: Fixed cost of one block (Python calls to copy it out), in flops of :func:`cost_simple`.
 BLOCK_OVERHEAD = 2.0e5
+#: An inverse real transform (``irfftn``, complex to real) over a batch of blocks, relative to the
+#: forward one: 1.8-2.2x in scipy.fft's pocketfft on the machine of :data:`convdot.planner.MACHINE`
+#: (2026-11-24; 2048x2048 float64 image, blocks of 128x256 and 256x256).
+INVERSE_COST = 2.0
 
 
 def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -99,9 +103,10 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     -------
     dict
         ``fft`` flops of all transforms (``2.5 M log2 M`` per real transform of ``M`` points, twice
-        that for complex data, float64 not scaled), ``gemm`` flops of the per-frequency channel
-        products, ``bytes`` moved by the element-wise passes (block copies, spectra, output
-        writes), ``blocks`` how many blocks, ``transforms`` how many batched transform calls.
+        that for complex data, inverse real ones :data:`INVERSE_COST` times that, float64 not
+        scaled), ``gemm`` flops of the per-frequency channel products, ``bytes`` moved by the
+        element-wise passes (the extended input, spectra, block outputs, output writes, and new
+        arrays' first touch), ``blocks`` how many blocks, ``transforms`` how many batched transform calls.
     """
     m, step = choice or blocks(spec)
     n, c = spec.x_shape[:2]
@@ -111,10 +116,19 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     points = math.prod(m)
     per = (2.5 if real else 5.0) * points * math.log2(max(points, 2))
     freqs = points // 2 + 1 if real else points
-    planes = nblocks * (n * c + n * c_out) + c_out * cg
+    inverse = INVERSE_COST if real else 1.0
+    planes = nblocks * (n * c + inverse * n * c_out) + c_out * cg
     itemsize = 16 if spec.dtype.itemsize >= 8 or spec.dtype.kind == "i" else 8
     gemm = 8.0 * n * c_out * cg * freqs * nblocks
+    # spectra: the input's written, the products' read and written
     moved = float(nblocks * (n * c + 2 * n * c_out) * freqs * itemsize)
+    # the extended input (x read, written, first touched), the blocks' outputs (written by the
+    # inverse transform, read back) and the output (written, first touched): new memory is paged in
+    real_item = itemsize // 2 if real else itemsize
+    ext = n * c * math.prod(_ext_shape(spec, m, step)) * real_item
+    blocks_out = nblocks * n * c_out * points * real_item
+    out = math.prod(spec.out_shape) * spec.dtype.itemsize
+    moved += float(math.prod(spec.x_shape) * spec.dtype.itemsize + 2 * ext + 2 * blocks_out + 2 * out)
     return {"fft": per * planes, "gemm": gemm, "bytes": moved, "blocks": float(nblocks),
             "transforms": float(2 * max(1, nblocks * n // max(1, _batch(spec, m)[0])))}
 

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from .. import _threads
-from .._spec import ConvSpec
+from .._spec import PAD_MODES, ConvSpec
 from ._common import array_bytes, ensure_memory, grouped, pad, scratch_budget, tap_index, windows
 
 #: Most window data one einsum block may touch (it may be copied once inside einsum).
@@ -39,6 +39,11 @@ DIRECT_MAX_PAIRS = 16
 JIT_MIN_MACS = 1 << 22
 #: Environment variable that disables every compiled kernel when set to "0" (shared with winograd).
 JIT_ENV = "CONVDOT_JIT"
+#: What one pass of the compiled kernel over an output row costs per output element (loading and
+#: storing the row once), in multiply-adds. Fitted together with the planner's ``direct`` rate on the
+#: machine of :data:`convdot.planner.MACHINE`, 2026-11-24: a 2048x2048 float64 image, 'same', dense
+#: k x k kernels took 12, 19, 56 and 200 ms at k = 3, 7, 15 and 31 (one mac per tap alone is off by 2x).
+JIT_PASS_MACS = 3.8
 
 
 def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -69,8 +74,23 @@ def cost(spec: ConvSpec) -> dict[str, float]:
     """
     direct = uses_direct(spec)
     taps = math.prod(spec.kernel) * spec.w_shape[1]
+    jit = direct and _jit_suits(spec, spec.macs)
+    work = jit_work(spec, spec.kernel) if jit else float(spec.macs)
     return {"macs": float(spec.macs), "passes": float(2 * taps if direct else 1), "path": float(direct),
-            "jit": float(direct and _jit_suits(spec, spec.macs))}
+            "jit": float(jit), "work": work}
+
+
+def jit_work(spec: ConvSpec, kernel: tuple[int, int]) -> float:
+    """Work of the compiled 2-D kernel applying a ``kernel``-shaped filter over ``spec``'s outputs.
+
+    Multiply-adds plus :data:`JIT_PASS_MACS` per output element for every pass over an output row:
+    at row stride 1 the kernel adds four taps of a kernel row per pass (``kw // 4 + kw % 4`` passes),
+    otherwise one.
+    """
+    kh, kw = kernel
+    rows = math.prod(spec.out_shape) * spec.w_shape[1]  # output elements x input channels per group
+    passes = kw // 4 + kw % 4 if spec.stride[-1] == 1 else kw
+    return float(rows * kh * (kw + JIT_PASS_MACS * passes))
 
 
 # --------------------------------------------------------------------------- windows path
@@ -105,7 +125,7 @@ def run_direct(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     ensure_memory(spec, array_bytes(spec.x_shape, spec.dtype) + array_bytes(spec.out_shape, spec.dtype), "sliding")
     wg = np.asarray(w, dtype=spec.dtype).reshape(g, cog, cg, *spec.kernel)  # (G, Cog, Cg, *k)
     jit = _jit_suits(spec, spec.macs)
-    if jit and (spec.padding_mode == "zeros" or not any(lo or hi for lo, hi in spec.pads)):
+    if jit and (_zero_padded(spec) or not any(lo or hi for lo, hi in spec.pads)):
         # the compiled kernel reads x itself and skips taps in the zero padding: no padded copy
         xg = grouped(np.ascontiguousarray(x, dtype=spec.dtype), g)  # (N, G, Cg, *spatial)
         pads = spec.pads
@@ -125,6 +145,11 @@ def run_direct(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
         # (N, G, 1, Ho, Wo): then every row filtered by v
         out = accumulate(cols, v.reshape(g, 1, 1, 1, -1), (1, sw), (1, dw), ((0, 0), pw), (ho, wo), jit=jit)
     return out.reshape(spec.out_shape)
+
+
+def _zero_padded(spec: ConvSpec) -> bool:
+    """True when the padding is zeros (PyTorch's "zeros", or SciPy's boundary='fill' with fillvalue 0)."""
+    return PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
 
 
 def separable_factors(wg: np.ndarray, xg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
