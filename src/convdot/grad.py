@@ -12,11 +12,16 @@ For ``out = conv(x, weight, bias)`` and the gradient ``grad_out`` of a loss with
 - ``grad_bias`` is ``grad_out`` summed over the batch and every spatial axis.
 
 Both convolutions go through the same parser, planner and methods as the forward calls, so
-``method=`` chooses the formulation exactly as it does there.
+``method=`` chooses the formulation exactly as it does there. Under ``method="auto"``, grad_weight
+is instead one GEMM per group, ``grad_out (C_out/G, N*P) @ columns (N*P, C_in/G*K)``, over chunks
+of the batch: the correlation's "kernel" is a whole output map, which no method runs fast, and the
+chunks keep the scratch within half of ``input + grad_out`` (N32 C128 28x28 3x3: 240 -> 62 ms, peak
+3x -> 0.4x of input + output).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +37,7 @@ from ._spec import (
     parse_method,
     result_dtype,
 )
+from .algorithms._common import pad, windows
 
 _NEEDS = ("x", "weight", "bias")
 
@@ -128,22 +134,69 @@ def _backward(func: str, grad_out: Any, x: Any, weight: Any, stride: Any, paddin
         gx = gx if p.batched else gx[0]
 
     if "weight" in wanted:
-        n, c_in = spec.x_shape[:2]
-        groups = spec.groups
-        cg = c_in // groups
-        # x (N, C_in, *sp) -> (N, G, Cg, *sp) -> (Cg, G, N, *sp) -> (Cg, G*N, *sp): channels become the batch
-        xt = xs.reshape(n, groups, cg, *spec.x_shape[2:]).transpose(2, 1, 0, *range(3, 3 + nsp))
-        xt = xt.reshape(cg, groups * n, *spec.x_shape[2:])
-        gt = g4.swapaxes(0, 1)  # (C_out, N, *out): grad_out as filters over the batch
-        pw = parse_conv(f"{func} (grad_weight)", xt, gt, None, spec.dilation, spec.pads, spec.stride, groups,
-                        spec.padding_mode)
-        corr = execute(pw, method)  # (Cg, C_out, *k'), k' >= k: taps past the last window the stride skipped
-        corr = corr[(slice(None), slice(None), *(slice(0, k) for k in spec.kernel))]
-        gw = corr.swapaxes(0, 1).astype(out_dtype)  # (C_out, Cg, *k)
+        if method == "auto" and _columns_fit(spec, xs, g4):
+            gw = _grad_weight_gemm(xs, g4, spec).astype(out_dtype, copy=False)
+        else:
+            gw = _grad_weight_conv(func, xs, g4, spec, method).astype(out_dtype)  # (C_out, Cg, *k)
 
     if "bias" in wanted:
         gb = g4.sum(axis=(0, *range(2, 2 + nsp))).astype(out_dtype, copy=False)  # (C_out,)
     return gx, gw, gb
+
+
+def _grad_weight_conv(func: str, xs: np.ndarray, g4: np.ndarray, spec: Any, method: str) -> np.ndarray:
+    """grad_weight as a correlation with grad_out as the filters, through the planner; ``(C_out, Cg, *k)``."""
+    n, c_in = spec.x_shape[:2]
+    groups, nsp = spec.groups, spec.nd
+    cg = c_in // groups
+    # x (N, C_in, *sp) -> (N, G, Cg, *sp) -> (Cg, G, N, *sp) -> (Cg, G*N, *sp): channels become the batch
+    xt = xs.reshape(n, groups, cg, *spec.x_shape[2:]).transpose(2, 1, 0, *range(3, 3 + nsp))
+    xt = xt.reshape(cg, groups * n, *spec.x_shape[2:])
+    gt = g4.swapaxes(0, 1)  # (C_out, N, *out): grad_out as filters over the batch
+    pw = parse_conv(f"{func} (grad_weight)", xt, gt, None, spec.dilation, spec.pads, spec.stride, groups,
+                    spec.padding_mode)
+    corr = execute(pw, method)  # (Cg, C_out, *k'), k' >= k: taps past the last window the stride skipped
+    corr = corr[(slice(None), slice(None), *(slice(0, k) for k in spec.kernel))]
+    return corr.swapaxes(0, 1)  # (C_out, Cg, *k)
+
+
+def _column_bytes(spec: Any, itemsize: int) -> int:
+    """Scratch of :func:`_grad_weight_gemm` per image: its padded input, columns and grad_out copy."""
+    c_in, c_out = spec.x_shape[1], spec.out_shape[1]
+    p = math.prod(spec.out_shape[2:])
+    return (c_in * (math.prod(spec.padded_shape) + math.prod(spec.kernel) * p) + c_out * p) * itemsize
+
+
+def _columns_fit(spec: Any, xs: np.ndarray, g4: np.ndarray) -> bool:
+    """Whether one image's columns fit in half of ``input + grad_out`` (else the planner's correlation runs)."""
+    return _column_bytes(spec, xs.dtype.itemsize) <= (xs.nbytes + g4.nbytes) // 2
+
+
+def _grad_weight_gemm(xs: np.ndarray, g4: np.ndarray, spec: Any) -> np.ndarray:
+    """grad_weight as one GEMM per group, ``grad_out (Cog, n*P) @ columns (n*P, Cg*K)``, summed over batch chunks.
+
+    Chunks of images keep the scratch (padded input, columns, grad_out copy) within half of
+    ``input + grad_out``; the sum over the batch is accumulated in the compute dtype.
+    Returns shape ``(C_out, Cg, *k)``.
+    """
+    n, c_in = spec.x_shape[:2]
+    nd, groups = spec.nd, spec.groups
+    cg, cog = c_in // groups, spec.out_shape[1] // groups
+    out_sp, kernel = spec.out_shape[2:], spec.kernel
+    p, taps = math.prod(out_sp), math.prod(kernel)
+    step = max(1, ((xs.nbytes + g4.nbytes) // 2) // _column_bytes(spec, xs.dtype.itemsize))
+    gw = np.zeros((groups, cog, cg * taps), dtype=xs.dtype)  # (G, Cog, Cg*K)
+    for n0 in range(0, n, step):
+        win = windows(pad(xs[n0:n0 + step], spec), spec)  # (b, C_in, *out, *k), a view
+        b = win.shape[0]
+        win = win.reshape(b, groups, cg, *out_sp, *kernel)  # (b, G, Cg, *out, *k)
+        # (b, G, Cg, *out, *k) -> (G, Cg, *k, b, *out) -> (G, Cg*K, b*P): the columns, one copy that
+        # reads the input's rows in order
+        cols = win.transpose(1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd)).reshape(groups, cg * taps, b * p)
+        # (b, C_out, *out) -> (G, Cog, b, P) -> (G, Cog, b*P)
+        go = g4[n0:n0 + b].reshape(b, groups, cog, p).transpose(1, 2, 0, 3).reshape(groups, cog, b * p)
+        gw += np.matmul(go, cols.transpose(0, 2, 1))  # (G, Cog, b*P) @ (G, b*P, Cg*K) -> (G, Cog, Cg*K)
+    return gw.reshape(spec.out_shape[1], cg, *kernel)  # (G, Cog, Cg*K) -> (C_out, Cg, *k)
 
 
 _DOC = """{summary}
