@@ -122,13 +122,15 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     gemm = 8.0 * n * c_out * cg * freqs * nblocks
     # spectra: the input's written, the products' read and written
     moved = float(nblocks * (n * c + 2 * n * c_out) * freqs * itemsize)
-    # the extended input (x read, written, first touched), the blocks' outputs (written by the
-    # inverse transform, read back) and the output (written, first touched): new memory is paged in
+    # the extended input (x read; written, checked for NaN/inf, first touched), the input spectra
+    # (first touched), the blocks' outputs (written by the inverse transform, read back, first
+    # touched) and the output (written, first touched): every new array is paged in once
     real_item = itemsize // 2 if real else itemsize
     ext = n * c * math.prod(_ext_shape(spec, m, step)) * real_item
+    spectra = nblocks * n * c * freqs * itemsize
     blocks_out = nblocks * n * c_out * points * real_item
     out = math.prod(spec.out_shape) * spec.dtype.itemsize
-    moved += float(math.prod(spec.x_shape) * spec.dtype.itemsize + 2 * ext + 2 * blocks_out + 2 * out)
+    moved += float(math.prod(spec.x_shape) * spec.dtype.itemsize + 3 * ext + spectra + 3 * blocks_out + 2 * out)
     return {"fft": per * planes, "gemm": gemm, "bytes": moved, "blocks": float(nblocks),
             "transforms": float(2 * max(1, nblocks * n // max(1, _batch(spec, m)[0])))}
 
