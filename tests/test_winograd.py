@@ -183,6 +183,20 @@ def test_compiled_and_numpy_backends_agree_on_odd_layouts(rng):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+@pytest.mark.parametrize("dilation", [(1, 2), (2, 3), (3, 2), (2, 5)])
+def test_compiled_kernels_take_the_column_dilation(dilation, rng):
+    """The dilated jit path splits only the rows into phases; every column phase's tiles share one row."""
+    x = rng.standard_normal((2, 12, 19, 26)).transpose(0, 1, 3, 2)[:, ::2]  # (2, 6, 26, 19), a strided view
+    w = rng.standard_normal((4, 3, 3, 3))
+    spec = parse_conv("test", x, w, None, padding=((3, 1), (2, 5)), dilation=dilation, groups=2).spec
+    ref = convdot.conv(x, w, padding=((3, 1), (2, 5)), dilation=dilation, groups=2, method="reference")
+    for m in winograd.TILES:
+        for block in (1, 2, -1):
+            out = winograd.run(x, w, spec, tile=m, backend="jit", block=block, threads=2)
+            np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-11)
+
+
 def test_dilation_phases_cover_the_output_once():
     spec = parse_conv("t", np.ones((1, 1, 11, 9)), np.ones((1, 1, 3, 3)), None, dilation=(3, 2), padding=(2, 1)).spec
     seen = np.zeros(spec.out_shape[2:], int)

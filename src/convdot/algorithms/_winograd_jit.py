@@ -32,12 +32,13 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
-def _split(x, S, row, n, c, top, pl, m, tw):  # pragma: no cover - compiled
+def _split(x, S, row, n, c, top, pl, m, tw, dw, twp):  # pragma: no cover - compiled
     """Deal plane ``x[n, c]`` into ``S[k, q, i*tw + j] = xpad[top + m*i + k, m*j + q]`` (zero outside ``x``).
 
-    ``row`` is a zeroed scratch row of at least ``m*tw + 2`` elements: each input row is copied into
-    it at offset ``pl``, so the dealing loop reads contiguous, in-bounds columns. Returns how many
-    values of the plane are not finite.
+    ``row`` is a zeroed scratch row of at least ``dw*(m*twp + 2) + pl + W`` elements: each input row
+    is copied into it at offset ``pl``, so the dealing loop reads contiguous, in-bounds columns.
+    With a column dilation ``dw > 1``, tile ``j = pc*twp + jj`` is tile ``jj`` of column phase
+    ``pc``: it reads columns ``pc + dw*(m*jj + q)``. Returns how many values of the plane are not finite.
     """
     S[:] = 0
     rows = (S.shape[2] // tw) * m
@@ -52,7 +53,19 @@ def _split(x, S, row, n, c, top, pl, m, tw):  # pragma: no cover - compiled
             bad += (v - v) != 0
             row[col + pl] = v
         d = S[k, :, i * tw:(i + 1) * tw]
-        if m == 4:
+        if dw != 1:
+            for pc in range(dw):
+                for jj in range(twp):
+                    j = pc * twp + jj
+                    b0 = pc + dw * m * jj
+                    d[0, j] = row[b0]
+                    d[1, j] = row[b0 + dw]
+                    d[2, j] = row[b0 + 2 * dw]
+                    d[3, j] = row[b0 + 3 * dw]
+                    if m == 4:
+                        d[4, j] = row[b0 + 4 * dw]
+                        d[5, j] = row[b0 + 5 * dw]
+        elif m == 4:
             for j in range(tw):
                 d[0, j] = row[4 * j]
                 d[1, j] = row[4 * j + 1]
@@ -70,17 +83,17 @@ def _split(x, S, row, n, c, top, pl, m, tw):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - compiled
+def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``V[c, :, b] = (B^T d B).ravel()`` for every 6x6 tile ``d`` (F(4,3)); True if ``x`` was finite."""
     k2, k4, k5 = K[0], K[1], K[2]
     t_ = th * tw
     S = np.empty((4, 6, (th + 1) * tw), dtype=V.dtype)
-    row = np.zeros(4 * tw + 2 + x.shape[3], dtype=V.dtype)
+    row = np.zeros(dw * (4 * max(tw, twp) + 2) + pl + x.shape[3], dtype=V.dtype)
     R = np.empty((6, 6, t_), dtype=V.dtype)  # R[p, q, f] = (B^T d)[p, q]
     bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            bad += _split(x, S, row, n, c, top, pl, 4, tw)
+            bad += _split(x, S, row, n, c, top, pl, 4, tw, dw, twp)
             for q in range(6):  # rows: B^T d
                 s0, s1, s2, s3 = S[0, q], S[1, q], S[2, q], S[3, q]
                 r0, r1, r2, r3, r4, r5 = R[0, q], R[1, q], R[2, q], R[3, q], R[4, q], R[5, q]
@@ -127,17 +140,28 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - c
 
 
 @njit(nogil=True, cache=True)
-def _interleave(Y, out, line, n, o, r0, m, th, tw):  # pragma: no cover - compiled
+def _interleave(Y, out, line, n, o, r0, m, th, tw, dw, twp):  # pragma: no cover - compiled
     """``out[n, o, r0 + m*i + a, m*j + b] = Y[a, b, i*tw + j]``, cropped to ``out``'s shape.
 
-    ``line`` is scratch of ``m*tw`` elements: each output row is assembled there, then its first
-    ``OW`` elements copied out.
+    ``line`` is scratch of ``dw*m*twp`` (at least ``m*tw``) elements: each output row is assembled
+    there, then its first ``OW`` elements copied out. With a column dilation ``dw > 1``, tile
+    ``j = pc*twp + jj`` writes columns ``pc + dw*(m*jj + b)`` (see :func:`_split`).
     """
     _, _, oh, ow = out.shape
     for i in range(th):
         for a in range(min(m, oh - r0 - m * i)):
             y = Y[a, :, i * tw:(i + 1) * tw]
-            if m == 4:
+            if dw != 1:
+                for pc in range(dw):
+                    for jj in range(twp):
+                        j = pc * twp + jj
+                        b0 = pc + dw * m * jj
+                        line[b0] = y[0, j]
+                        line[b0 + dw] = y[1, j]
+                        if m == 4:
+                            line[b0 + 2 * dw] = y[2, j]
+                            line[b0 + 3 * dw] = y[3, j]
+            elif m == 4:
                 for j in range(tw):
                     line[4 * j] = y[0, j]
                     line[4 * j + 1] = y[1, j]
@@ -153,13 +177,13 @@ def _interleave(Y, out, line, n, o, r0, m, th, tw):  # pragma: no cover - compil
 
 
 @njit(nogil=True, cache=True)
-def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - compiled
+def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``out[n, o, r0+4i:r0+4i+4, 4j:4j+4] = A^T m A`` for every 6x6 tile of products ``m`` (F(4,3))."""
     k2, k4, k8 = K[0], K[1], K[3]
     t_ = th * tw
     S = np.empty((4, 6, t_), dtype=M.dtype)  # S[a, pc, f] = (A^T m)[a, pc]
     Y = np.empty((4, 4, t_), dtype=M.dtype)  # Y[a, b, f] = (A^T m A)[a, b]
-    line = np.empty(4 * tw, dtype=M.dtype)
+    line = np.empty(dw * 4 * max(tw, twp), dtype=M.dtype)
     for o in range(c0, c1):
         for n in range(n0, n1):
             base = (n - n0) * t_
@@ -188,20 +212,20 @@ def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
                     y1[f] = e + k2 * g
                     y2[f] = a + k4 * b
                     y3[f] = e + k8 * g + m5[f]
-            _interleave(Y, out, line, n, o, r0, 4, th, tw)
+            _interleave(Y, out, line, n, o, r0, 4, th, tw, dw, twp)
 
 
 @njit(nogil=True, cache=True)
-def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - compiled
+def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``V[c, :, b] = (B^T d B).ravel()`` for every 4x4 tile ``d`` (F(2,3)); True if ``x`` was finite."""
     t_ = th * tw
     S = np.empty((2, 4, (th + 1) * tw), dtype=V.dtype)
-    row = np.zeros(2 * tw + 2 + x.shape[3], dtype=V.dtype)
+    row = np.zeros(dw * (2 * max(tw, twp) + 2) + pl + x.shape[3], dtype=V.dtype)
     R = np.empty((4, 4, t_), dtype=V.dtype)
     bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
-            bad += _split(x, S, row, n, c, top, pl, 2, tw)
+            bad += _split(x, S, row, n, c, top, pl, 2, tw, dw, twp)
             for q in range(4):
                 s0, s1 = S[0, q], S[1, q]
                 r0, r1, r2, r3 = R[0, q], R[1, q], R[2, q], R[3, q]
@@ -232,12 +256,12 @@ def input_f23(x, V, K, n0, n1, c0, c1, top, pl, th, tw):  # pragma: no cover - c
 
 
 @njit(nogil=True, cache=True)
-def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - compiled
+def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``out[n, o, r0+2i:r0+2i+2, 2j:2j+2] = A^T m A`` for every 4x4 tile of products ``m`` (F(2,3))."""
     t_ = th * tw
     S = np.empty((2, 4, t_), dtype=M.dtype)
     Y = np.empty((2, 2, t_), dtype=M.dtype)
-    line = np.empty(2 * tw, dtype=M.dtype)
+    line = np.empty(dw * 2 * max(tw, twp), dtype=M.dtype)
     for o in range(c0, c1):
         for n in range(n0, n1):
             base = (n - n0) * t_
@@ -254,7 +278,7 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw):  # pragma: no cover - com
                 for f in range(t_):
                     y0[f] = m0[f] + m1[f] + m2[f]
                     y1[f] = m1[f] - m2[f] - m3[f]
-            _interleave(Y, out, line, n, o, r0, 2, th, tw)
+            _interleave(Y, out, line, n, o, r0, 2, th, tw, dw, twp)
 
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}

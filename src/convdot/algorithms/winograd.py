@@ -1,7 +1,8 @@
 """Winograd minimal filtering: F(2,3) and F(4,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
 
 (Kernels of 1 or 2 taps on an axis are zero-extended to 3, see :func:`three_taps`; a dilated
-kernel is split into one undilated problem per dilation phase, see :func:`dilation_phases`.)
+kernel is split into one undilated problem per dilation phase, see :func:`dilation_phases`; the
+compiled 2-D kernels take the column dilation themselves, so only the rows are split there.)
 
 A tile of ``m`` outputs along an axis needs ``a = m + 2`` inputs. With the transforms ``B^T``
 (``a x a``), ``G`` (``a x 3``) and ``A^T`` (``m x a``) of Lavin & Gray (2016), the correlation of
@@ -381,15 +382,26 @@ def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice
     return out
 
 
+def _column_dilated(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice, ...] | None, ConvSpec]]:
+    """:func:`dilation_phases` of the rows only; each phase problem keeps the column dilation."""
+    rows_only = replace(spec, dilation=(spec.dilation[0], 1))
+    return [(sel, src, replace(sub, dilation=(1, spec.dilation[1]))) for sel, src, sub in dilation_phases(rows_only)]
+
+
 def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
              out: np.ndarray | None = None) -> np.ndarray | None:
     """``spec`` computed into ``out`` (a new array when None); None when the compiled kernel met NaN/inf."""
-    if any(d != 1 for d in spec.dilation):
-        phases = dilation_phases(spec)
+    # The compiled kernels take a column dilation themselves (the tiles of every column phase side by
+    # side in one row of tiles): only the rows are split into phases, and output rows are written whole.
+    cols = params.backend == "jit" and spec.nd == 2 and spec.kernel[1] == 3 and spec.dilation[1] != 1 \
+        and PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
+    if any(d != 1 for d in (spec.dilation[:1] if cols else spec.dilation)):
+        phases = _column_dilated(spec) if cols else dilation_phases(spec)
         xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
         out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
-        # a phase has 1/prod(dilation) of the tiles: as many more images (or tile rows) per block
-        grow = int(np.prod(spec.dilation)) if params.block > 0 else int(np.prod(spec.dilation[1:]))
+        # a phase has 1/(its phase count) of the tiles: as many more images (or tile rows) per block
+        split = spec.dilation[:1] if cols else spec.dilation
+        grow = int(np.prod(split)) if params.block > 0 else int(np.prod(split[1:]))
         sub_params = replace(params, block=params.block * grow)
         for sel, src, sub in phases:
             part_x = x[(slice(None), slice(None), *src)] if src is not None else xp[(slice(None), slice(None), *sel)]
@@ -500,7 +512,10 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     u = kernel_transform(w, m, dt, g)  # (P, G, Cog, Cg)
     k = jit.constants(dt)
     to_v, from_m = jit.KERNELS[m]
-    tw = tile_grid(spec, m)[1]
+    dw = spec.dilation[1]  # > 1 only from _column_dilated: every column phase's tiles in one row
+    phase_cols = -(-spec.out_shape[3] // dw)  # output columns of the widest column phase
+    twp = -(-phase_cols // m)  # tiles per row of one column phase
+    tw = dw * twp
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
@@ -510,14 +525,18 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
     m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
     try:
-        return _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, tw)
+        return _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, (tw, dw, twp))
     finally:
         _give(v_raw)
         _give(m_raw)
 
 
-def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, tw) -> np.ndarray | None:
-    """Transform, multiply and transform back each block of work (see :func:`_run_jit`)."""
+def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, cols) -> np.ndarray | None:
+    """Transform, multiply and transform back each block of work (see :func:`_run_jit`).
+
+    ``cols = (tw, dw, twp)``: tiles per row, column dilation, tiles per row of one column phase.
+    """
+    tw, dw, twp = cols
     m, g = params.tile, spec.groups
     c_in, c_out, cg = spec.x_shape[1], spec.out_shape[1], spec.w_shape[1]
     cog, p = c_out // g, (m + 2) ** 2
@@ -526,7 +545,7 @@ def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, p
         v = v_buf[:c_in * p * b].reshape(c_in, p, b)  # (C_in, P, B)
         mv = m_buf[:c_out * p * b].reshape(c_out, p, b)  # (C_out, P, B)
         top = m * i0 - pt  # first input row the block reads (negative: padding rows above the input)
-        ok = _threads.run_parallel(to_v, [(xs, v, k, n0, n1, c0, c1, top, pl, i1 - i0, tw)
+        ok = _threads.run_parallel(to_v, [(xs, v, k, n0, n1, c0, c1, top, pl, i1 - i0, tw, dw, twp)
                                           for c0, c1 in _threads.split(0, c_in, params.threads)], params.threads)
         if not all(ok):
             return None
@@ -536,7 +555,7 @@ def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, p
             np.multiply(u, vg, out=mg)
         else:
             np.matmul(u, vg, out=mg)
-        _threads.run_parallel(from_m, [(mv, out, k, n0, n1, o0, o1, m * i0, i1 - i0, tw)
+        _threads.run_parallel(from_m, [(mv, out, k, n0, n1, o0, o1, m * i0, i1 - i0, tw, dw, twp)
                                        for o0, o1 in _threads.split(0, c_out, params.threads)], params.threads)
     return out
 
