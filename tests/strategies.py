@@ -51,3 +51,12 @@ def conv_problems(draw, nd=None, max_side: int = 7, transposed: bool = False, dt
     else:
         kwargs["padding"] = pads
     return x, w, bias, kwargs
+
+
+def padding_fits(padding_mode, pads, spatial) -> bool:
+    """Whether ``pads`` are legal for ``padding_mode`` (as in PyTorch: reflect < size, circular <= size)."""
+    if padding_mode == "reflect":
+        return all(max(p) < n for p, n in zip(pads, spatial))
+    if padding_mode == "circular":
+        return all(max(p) <= n for p, n in zip(pads, spatial))
+    return True

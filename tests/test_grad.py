@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import convdot
 from conftest import assert_close
-from strategies import conv_problems
+from strategies import conv_problems, padding_fits
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TORCH_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
@@ -30,14 +30,6 @@ def torch_grads(g, x, w, pads, padding_mode, stride, dilation, groups):
     return tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
 
 
-def valid_mode(padding_mode, pads, spatial):
-    if padding_mode == "reflect":
-        return all(max(p) < n for p, n in zip(pads, spatial))
-    if padding_mode == "circular":
-        return all(max(p) <= n for p, n in zip(pads, spatial))
-    return True
-
-
 def scales(g, x, w, **kw):
     """The magnitude each gradient's error is relative to: the same sums over absolute values."""
     return convdot.conv_backward(np.abs(g), np.abs(x), np.abs(w), method="im2col", **kw)
@@ -49,7 +41,7 @@ def scales(g, x, w, **kw):
 def test_conv_backward_matches_torch_autograd(problem, padding_mode, method, unbatched, seed):
     x, w, _, kw = problem
     pads = kw["padding"]
-    assume(valid_mode(padding_mode, pads, x.shape[2:]))
+    assume(padding_fits(padding_mode, pads, x.shape[2:]))
     if unbatched:
         x = x[0]
     out = convdot.conv(x, w, padding_mode=padding_mode, **kw)
@@ -75,7 +67,7 @@ def test_conv_backward_matches_torch_autograd(problem, padding_mode, method, unb
 @given(problem=conv_problems(nd=2, dtypes=("float32",)), padding_mode=st.sampled_from(MODES))
 def test_conv_backward_float32_matches_torch(problem, padding_mode):
     x, w, _, kw = problem
-    assume(valid_mode(padding_mode, kw["padding"], x.shape[2:]))
+    assume(padding_fits(padding_mode, kw["padding"], x.shape[2:]))
     g = np.ones(convdot.conv(x, w, padding_mode=padding_mode, **kw).shape, dtype=np.float32)
     got = convdot.conv_backward2d(g, x, w, padding_mode=padding_mode, **kw)
     want = torch_grads(g, x, w, kw["padding"], padding_mode, kw["stride"], kw["dilation"], kw["groups"])
@@ -94,7 +86,7 @@ def test_grad_weight_as_chunked_gemm_matches_torch(problem, padding_mode, seed):
     from convdot._spec import parse_conv
 
     x, w, _, kw = problem
-    assume(valid_mode(padding_mode, kw["padding"], x.shape[2:]))
+    assume(padding_fits(padding_mode, kw["padding"], x.shape[2:]))
     g = np.random.default_rng(seed).standard_normal(convdot.conv(x, w, padding_mode=padding_mode, **kw).shape)
     spec = parse_conv("t", x, w, None, kw["stride"], kw["padding"], kw["dilation"], kw["groups"], padding_mode).spec
     ours = grad._grad_weight_gemm(x, g, spec)
@@ -141,7 +133,7 @@ def jacobian_transpose_apply(f, shape, g):
 def test_conv_backward_matches_finite_differences(problem, padding_mode, seed):
     x, w, _, kw = problem
     assume(x.size <= 160 and w.size <= 60)
-    assume(valid_mode(padding_mode, kw["padding"], x.shape[2:]))
+    assume(padding_fits(padding_mode, kw["padding"], x.shape[2:]))
     forward = dict(padding_mode=padding_mode, method="reference", **kw)
     out = convdot.conv(x, w, **forward)
     g = np.random.default_rng(seed).standard_normal(out.shape)
