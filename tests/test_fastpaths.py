@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import convdot
 from conftest import assert_close
+from convdot import _threads
 from convdot._spec import parse_conv
 from convdot.algorithms import fft, im2col, sliding
 from strategies import conv_problems
@@ -128,6 +129,39 @@ def test_direct_path_keeps_nan_and_inf_in_place(jit, rng):
     kwargs = {"stride": 1, "dilation": 1, "groups": 1, "padding": 1}
     with _jit(jit):
         _check(sliding.run_direct, x, w, kwargs)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")
+@given(data=st.data())
+def test_whole_plane_3x3_kernel_matches_reference(data):
+    """The depthwise kernel (every 3x3 tap fused, whole planes): dilation, uneven padding, channels,
+    planes split over threads, NaN/inf in x, float32 and float64."""
+    g, cg, cog = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dil = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    pads = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(2))
+    side = [data.draw(st.integers(max(1, 2 * d + 1 - lo - hi), 11)) for d, (lo, hi) in zip(dil, pads)]
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((data.draw(st.integers(2, 3)), g * cg, *side)).astype(dtype)
+    if data.draw(st.booleans()):
+        x.flat[rng.integers(x.size, size=2)] = (np.nan, np.inf)
+    w = rng.standard_normal((g * cog, cg, 3, 3)).astype(dtype)
+    kwargs = {"stride": 1, "dilation": dil, "groups": g, "padding": pads}
+    threads = data.draw(st.integers(1, x.shape[0] * g * cog // 2))  # at least two planes per thread
+    out_sp = _parsed(x, w, kwargs).spec.out_shape[2:]
+    assert sliding.uses_planes((x.shape[0], g, cg, *side), (g, cog, cg, 3, 3), (1, 1), dil, pads, out_sp,
+                               x.dtype, threads)
+    with _jit("1"), _threads.using(threads):
+        _check(sliding.run_direct, x, w, kwargs)
+
+
+def test_whole_plane_kernel_is_for_many_small_planes():
+    depthwise = ((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), (56, 56))
+    assert sliding.uses_planes(*depthwise, np.float32, 2)
+    image = ((1, 1, 1, 2048, 2048), (1, 1, 1, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), (2048, 2048))
+    assert not sliding.uses_planes(*image, np.float64, 2)  # one large plane: row by row, on every thread
+    strided = ((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), (28, 28))
+    assert not sliding.uses_planes(*strided, np.float32, 2)
 
 
 # --------------------------------------------------------------------------- fft

@@ -80,15 +80,41 @@ def cost(spec: ConvSpec) -> dict[str, float]:
             "jit": float(jit), "work": work}
 
 
+#: Largest zero-bordered scratch plane (bytes) of the compiled whole-plane 3x3 kernel: it stays in L2.
+PLANE_BYTES = 1 << 20
+
+
+def uses_planes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, ...],
+                dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...], out_sp: tuple[int, ...],
+                dtype: np.dtype, threads: int) -> bool:
+    """Whether the compiled direct sum runs whole planes with all nine 3x3 taps fused
+    (:func:`~convdot.algorithms._direct_jit.planes3x3`): stride 1, small planes, and at least two
+    planes per thread (the depthwise layers); else it runs row by row (large images).
+
+    ``x_shape`` is ``(N, G, Cg, H, W)``, ``w_shape`` ``(G, Cog, Cg, kh, kw)``.
+    """
+    n, g, _, h, wi = x_shape
+    (pt, _), (pl, _) = pads
+    rows = max(h + pt, out_sp[0] + 2 * dilation[0])  # the scratch plane of planes3x3
+    cols = max(wi + pl, out_sp[1] + 2 * dilation[1])
+    return (tuple(w_shape[3:]) == (3, 3) and tuple(stride) == (1, 1) and n * g * w_shape[1] >= 2 * threads
+            and rows * cols * np.dtype(dtype).itemsize <= PLANE_BYTES)
+
+
 def jit_work(spec: ConvSpec, kernel: tuple[int, int]) -> float:
     """Work of the compiled 2-D kernel applying a ``kernel``-shaped filter over ``spec``'s outputs.
 
     Multiply-adds plus :data:`JIT_PASS_MACS` per output element for every pass over an output row:
     at row stride 1 the kernel adds four taps of a kernel row per pass (``kw // 4 + kw % 4`` passes),
-    otherwise one.
+    otherwise one; the whole-plane 3x3 kernel (:func:`uses_planes`) all nine in one pass.
     """
     kh, kw = kernel
     rows = math.prod(spec.out_shape) * spec.w_shape[1]  # output elements x input channels per group
+    g = spec.groups
+    if uses_planes((spec.x_shape[0], g, spec.x_shape[1] // g, *spec.x_shape[2:]),
+                   (g, spec.out_shape[1] // g, spec.w_shape[1], *kernel), spec.stride, spec.dilation, spec.pads,
+                   spec.out_shape[2:], spec.dtype, _threads.num_threads()):
+        return float(rows * (kh * kw + JIT_PASS_MACS))  # one fused pass per input channel
     passes = kw // 4 + kw % 4 if spec.stride[-1] == 1 else kw
     return float(rows * kh * (kw + JIT_PASS_MACS * passes))
 
@@ -207,7 +233,6 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
     """
     n, g = xg.shape[:2]
     cog = wg.shape[1]
-    out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
     threads = _threads.num_threads()
     if jit:
         from . import _direct_jit
@@ -215,12 +240,21 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
         xc, wc = np.ascontiguousarray(xg), np.ascontiguousarray(wg)
         (sh, sw), (dh, dw) = stride, dilation
         (pt, _), (pl, _) = pads
+        if uses_planes(xg.shape, wg.shape, stride, dilation, pads, out_sp, xg.dtype, threads):
+            # the kernel writes every element: np.empty, not np.zeros (calloc maps fresh zero pages
+            # on every call: 2.6 ms of page faults on a 26 MB output, a quarter of a depthwise layer)
+            out = np.empty((n, g, cog, *out_sp), dtype=xg.dtype)
+            jobs = [(xc, wc, out, dh, dw, pt, pl, a, b) for a, b in _threads.split(0, n * g * cog, threads)]
+            _threads.run_parallel(_direct_jit.planes3x3, jobs, threads)
+            return out
+        out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
         rows = n * g * cog * out_sp[0]
         jobs = [(xc, wc, out, sh, sw, dh, dw, pt, pl, a, b) for a, b in _threads.split(0, rows, 4 * threads)]
         _threads.run_parallel(_direct_jit.direct2d, jobs, threads)
         return out
     if any(lo or hi for lo, hi in pads):
         raise ValueError(f"accumulate: implicit padding {pads} needs jit=True; pad the input first")
+    out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
     per_row = n * g * cog * math.prod(out_sp[1:])
     step = max(1, DIRECT_BLOCK_ELEMS // max(per_row, 1))
     jobs = [(xg, wg, out, stride, dilation, a, b, step) for a, b in _threads.split(0, out_sp[0], threads)]
