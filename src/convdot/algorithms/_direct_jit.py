@@ -17,14 +17,51 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
+def _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi):  # pragma: no cover - compiled
+    """All nine taps of a 3x3 kernel added to output row ``orow`` in one pass per input channel.
+
+    Its input rows ``r0, r0 + dh, r0 + 2*dh`` lie inside ``x``. The columns where every tap is
+    inside ``x`` take one fused loop (one load and store of the output per nine multiply-adds,
+    against nine of each tap by tap); the edge columns are added tap by tap, skipping the padding.
+    """
+    j0 = max(lo[0], max(lo[1], lo[2]))
+    j1 = max(j0, min(hi[0], min(hi[1], hi[2])))
+    length = j1 - j0
+    o0, o1, o2 = j0 - pl, j0 + dw - pl, j0 + 2 * dw - pl
+    dst = orow[j0:j1]
+    for c in range(w.shape[2]):
+        wc = w[g, o, c]
+        s0, s1, s2 = x[n, g, c, r0], x[n, g, c, r0 + dh], x[n, g, c, r0 + 2 * dh]
+        w00, w01, w02 = wc[0, 0], wc[0, 1], wc[0, 2]
+        w10, w11, w12 = wc[1, 0], wc[1, 1], wc[1, 2]
+        w20, w21, w22 = wc[2, 0], wc[2, 1], wc[2, 2]
+        a0, a1, a2 = s0[o0:o0 + length], s0[o1:o1 + length], s0[o2:o2 + length]
+        b0, b1, b2 = s1[o0:o0 + length], s1[o1:o1 + length], s1[o2:o2 + length]
+        c0, c1, c2 = s2[o0:o0 + length], s2[o1:o1 + length], s2[o2:o2 + length]
+        for j in range(length):
+            dst[j] += ((w00 * a0[j] + w01 * a1[j] + w02 * a2[j]) + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
+                       + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
+        for a in range(3):  # the edge columns, where some taps fall in the padding
+            src = x[n, g, c, r0 + a * dh]
+            for b in range(3):
+                wv = wc[a, b]
+                off = b * dw - pl
+                for j in range(lo[b], min(j0, hi[b])):
+                    orow[j] += wv * src[j + off]
+                for j in range(max(j1, lo[b]), hi[b]):
+                    orow[j] += wv * src[j + off]
+
+
+@njit(nogil=True, cache=True)
 def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cover - compiled
     """Add the direct sum into ``out`` for flattened output rows ``start:stop`` of ``(N, G, Cog, Ho)``.
 
     ``x`` is padded implicitly with ``pt`` zero rows on top and ``pl`` zero columns on the left (and
     as many as needed at the other ends): taps that fall in the padding are skipped, so no padded
-    copy is made. At stride 1 along the row, four taps are added per pass over the output row (one
-    load and store of the row per four multiply-adds instead of per one) and every source is a
-    contiguous slice, so LLVM vectorises the inner loop.
+    copy is made. At stride 1 along the row, four taps (then three) are added per pass over the
+    output row (one load and store of the row per four multiply-adds instead of per one), a 3x3
+    kernel all nine at once (:func:`_row3x3`), and every source is a contiguous slice, so LLVM
+    vectorises the inner loop.
     """
     _, g_count, cog, ho, wo = out.shape
     h, wi = x.shape[3], x.shape[4]
@@ -43,6 +80,10 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
         g = q % g_count
         n = q // g_count
         orow = out[n, g, o, i]
+        r0 = i * sh - pt
+        if kh == 3 and kw == 3 and sw == 1 and r0 >= 0 and r0 + 2 * dh < h:
+            _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi)
+            continue
         for c in range(cg):
             for a in range(kh):
                 r = i * sh + a * dh - pt
@@ -72,6 +113,25 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
                             for j in range(j1, hi[bb]):
                                 orow[j] += wv * src[j + off]
                         b += 4
+                    while b + 2 < kw:  # three taps left: one pass, not three
+                        j0 = max(lo[b], max(lo[b + 1], lo[b + 2]))
+                        j1 = min(hi[b], min(hi[b + 1], hi[b + 2]))
+                        if j1 <= j0:
+                            break
+                        w0, w1, w2 = wr[b], wr[b + 1], wr[b + 2]
+                        o0, o1, o2 = b * dw - pl, (b + 1) * dw - pl, (b + 2) * dw - pl
+                        s0, s1, s2 = src[o0 + j0:o0 + j1], src[o1 + j0:o1 + j1], src[o2 + j0:o2 + j1]
+                        dst = orow[j0:j1]
+                        for j in range(j1 - j0):
+                            dst[j] += (w0 * s0[j] + w1 * s1[j]) + w2 * s2[j]
+                        for bb in range(b, b + 3):  # the edges the fused pass left out
+                            wv = wr[bb]
+                            off = bb * dw - pl
+                            for j in range(lo[bb], j0):
+                                orow[j] += wv * src[j + off]
+                            for j in range(j1, hi[bb]):
+                                orow[j] += wv * src[j + off]
+                        b += 3
                 while b < kw:
                     wv = wr[b]
                     off = b * dw - pl

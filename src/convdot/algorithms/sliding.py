@@ -105,17 +105,14 @@ def jit_work(spec: ConvSpec, kernel: tuple[int, int]) -> float:
     """Work of the compiled 2-D kernel applying a ``kernel``-shaped filter over ``spec``'s outputs.
 
     Multiply-adds plus :data:`JIT_PASS_MACS` per output element for every pass over an output row:
-    at row stride 1 the kernel adds four taps of a kernel row per pass (``kw // 4 + kw % 4`` passes),
-    otherwise one; the whole-plane 3x3 kernel (:func:`uses_planes`) all nine in one pass.
+    at row stride 1 the kernel adds four taps of a kernel row per pass, then three, then one at a
+    time, and a 3x3 kernel all nine taps in one pass; at other strides one tap per pass.
     """
     kh, kw = kernel
     rows = math.prod(spec.out_shape) * spec.w_shape[1]  # output elements x input channels per group
-    g = spec.groups
-    if uses_planes((spec.x_shape[0], g, spec.x_shape[1] // g, *spec.x_shape[2:]),
-                   (g, spec.out_shape[1] // g, spec.w_shape[1], *kernel), spec.stride, spec.dilation, spec.pads,
-                   spec.out_shape[2:], spec.dtype, _threads.num_threads()):
-        return float(rows * (kh * kw + JIT_PASS_MACS))  # one fused pass per input channel
-    passes = kw // 4 + kw % 4 if spec.stride[-1] == 1 else kw
+    if spec.stride[-1] == 1 and (kh, kw) == (3, 3):
+        return float(rows * (kh * kw + JIT_PASS_MACS))  # all nine taps in one pass per input channel
+    passes = kw // 4 + (1 if kw % 4 == 3 else kw % 4) if spec.stride[-1] == 1 else kw
     return float(rows * kh * (kw + JIT_PASS_MACS * passes))
 
 
