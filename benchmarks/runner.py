@@ -3,9 +3,10 @@
 Timing: every contestant (convdot ``auto`` and each peer) runs once as a warm-up -- that output is
 the one checked for agreement -- then the contestants take turns, ``repeat`` rounds, and each keeps
 its best time; interleaving spreads any slowdown of the machine over everyone alike. The single
-convdot methods are timed the same way afterwards, in rounds together with ``auto`` (whose time in
-those rounds gives ``auto_over_fastest``), except those the planner estimates at over
-:data:`SKIP_FACTOR` times the best estimate, which would only burn minutes.
+convdot methods are timed the same way afterwards, in :data:`METHOD_ROUNDS` times as many rounds
+together with ``auto`` (whose time in those rounds gives ``auto_over_fastest``), every other round
+in reverse order, except those the planner estimates at over :data:`SKIP_FACTOR` times the best
+estimate, which would only burn minutes.
 Peak memory is the largest traced NumPy allocation (``tracemalloc``) during one ``auto`` call.
 
 Before every timed call the harness sleeps ``pause`` seconds: OpenBLAS's worker threads keep
@@ -29,6 +30,10 @@ from .workloads import Case
 
 #: Single methods estimated slower than this many times the best estimate are not timed.
 SKIP_FACTOR = 40.0
+#: ``auto`` and the single methods take this many times ``repeat`` rounds: a 10 % comparison needs
+#: less noise than best-of-5 gives on a shared 2-core machine (there, best-of-5 of one and the same
+#: computation, ``auto`` and the method it picks, differed by up to 36 %).
+METHOD_ROUNDS = 2
 #: A single method whose warm-up run takes longer than this is timed by that run alone.
 SLOW_SECONDS = 5.0
 
@@ -154,9 +159,10 @@ def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress, paus
         else:
             entry["method_notes"][m] = "one run (slow)"
     auto = math.inf
-    for r in range(repeat if len(rotation) > 1 else 0):
-        progress(f"{case.name}: methods, round {r + 1}/{repeat}")
-        for m, fn in rotation:
+    rounds = METHOD_ROUNDS * repeat if len(rotation) > 1 else 0
+    for r in range(rounds):
+        progress(f"{case.name}: methods, round {r + 1}/{rounds}")
+        for m, fn in (rotation if r % 2 == 0 else rotation[::-1]):  # nobody always runs first
             t = _timed(fn, pause)[0]
             if m == "auto":
                 auto = min(auto, t)

@@ -34,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="run only these workloads (default: all of the table; dask-filter only when named)")
     p.add_argument("--method", default="auto", metavar="auto|NAME",
                    help="convdot's method for the race (default auto; single methods are timed too)")
-    p.add_argument("--repeat", type=int, default=None, help="timed rounds after the warm-up (default 5, quick 3)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed rounds after the warm-up (default 5, quick 3; auto against the single methods: "
+                        "twice as many)")
     p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
                    help="sleep before each timed call so other libraries' spinning threads go idle "
                         "(default 0.2, quick 0.02)")
