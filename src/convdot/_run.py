@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import planner
+from . import _threads, planner
 from ._spec import Parsed
 from .algorithms import ALGORITHMS
 
@@ -42,13 +42,15 @@ def dilate_input(x: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def execute(parsed: Parsed, method: str) -> np.ndarray:
-    """Compute a parsed problem with ``method`` and return what the user asked for."""
-    name, options = resolve(parsed, method)
+def execute(parsed: Parsed, method: str, threads: int | None = None) -> np.ndarray:
+    """Compute a parsed problem with ``method`` on ``threads`` of convdot's threads (None: the
+    default, see :mod:`convdot._threads`) and return what the user asked for."""
     spec = parsed.spec
-    x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
-    with np.errstate(invalid="ignore"):  # inf - inf and 0 * inf are NaN by definition, not a surprise
-        out = ALGORITHMS[name].run(x, parsed.w, spec, **options)  # the plan's (or the tuned) parameters
+    with _threads.using(threads, func=spec.func):
+        name, options = resolve(parsed, method)
+        x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
+        with np.errstate(invalid="ignore"):  # inf - inf and 0 * inf are NaN by definition, not a surprise
+            out = ALGORITHMS[name].run(x, parsed.w, spec, **options)  # the plan's (or the tuned) parameters
     if parsed.crop is not None and any(lo or hi for lo, hi in parsed.crop):
         out = out[(slice(None), slice(None), *(slice(lo, o - hi) for (lo, hi), o in zip(parsed.crop, out.shape[2:])))]
     if parsed.bias is not None:

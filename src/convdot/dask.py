@@ -38,6 +38,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("convdot.dask needs dask; install it with: pip install 'convdot[dask]'") from exc
 
+from . import _threads
 from ._run import execute
 from ._spec import PAD_MODES, parse_conv, parse_conv_transpose, parse_method, parse_signal
 
@@ -168,7 +169,8 @@ def _pad_axis(x: da.Array, axis: int, lo: int, hi: int, mode: str, fill: Any) ->
 
 def _block(xb: np.ndarray, *, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
            method: str, func: str, bare: bool, crop: tuple[tuple[int, int], ...] | None = None,
-           edge: tuple[str, Any, tuple[int, ...]] | None = None, block_info: Any = None) -> np.ndarray:
+           edge: tuple[str, Any, tuple[int, ...]] | None = None, threads: int | None = None,
+           block_info: Any = None) -> np.ndarray:
     """An unpadded (valid) convolution of one halo-extended block, in the compute dtype.
 
     ``bare``: the block is spatial only (SciPy dialect), one image of one channel. ``edge``:
@@ -188,7 +190,7 @@ def _block(xb: np.ndarray, *, w: np.ndarray, stride: tuple[int, ...], dilation: 
     if crop is not None:
         xb = xb[(Ellipsis, *(slice(a, xb.shape[lead + i] - b) for i, (a, b) in enumerate(crop)))]
     p = parse_conv(func, xb[None, None] if bare else xb, w, None, stride, 0, dilation, groups)
-    out = execute(p, method)
+    out = execute(p, method, threads)
     return out[0, 0] if bare else out
 
 
@@ -208,11 +210,11 @@ def _stuff(block: np.ndarray, factors: tuple[int, ...], block_info: Any = None) 
 
 
 def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int,
-                  method: str, func: str) -> da.Array:
+                  method: str, func: str, threads: int | None = None) -> da.Array:
     """``x`` (N, C, *spatial) -> (N, C_out, *out) for one channel piece, or, for a bare ``x`` (*spatial) and a
     one-channel ``w``, (*spatial) -> (*out). ``x`` is in the compute dtype."""
     lead = x.ndim - (w.ndim - 2)  # 2, or 0 for a bare image
-    same = _same_size(x, w, pads, mode, fill, stride, dilation, groups, method, func, lead)
+    same = _same_size(x, w, pads, mode, fill, stride, dilation, groups, method, func, lead, threads)
     if same is not None:
         return same
     planned = [plan_axis(x.chunks[lead + i], lo, hi, d * (k - 1) + 1, s)
@@ -224,13 +226,13 @@ def _spatial_conv(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride
     out_chunks = (x.chunks[0], (w.shape[0],))[:lead] + tuple(pl[1] for pl in planned)
     depth = {**dict.fromkeys(range(lead), 0), **{lead + i: pl[2] for i, pl in enumerate(planned)}}
     fn = functools.partial(_block, w=w, stride=tuple(stride), dilation=tuple(dilation), groups=groups, method=method,
-                           func=func, bare=lead == 0)
+                           func=func, bare=lead == 0, threads=threads)
     return da.map_overlap(fn, xp, depth=depth, boundary="none", trim=False, allow_rechunk=False, chunks=out_chunks,
                           dtype=w.dtype, meta=np.empty((0,) * x.ndim, dtype=w.dtype))
 
 
 def _same_size(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int, method: str,
-               func: str, lead: int) -> da.Array | None:
+               func: str, lead: int, threads: int | None = None) -> da.Array | None:
     """The common case in fewer tasks: output as large as the input (stride 1, ``lo + hi`` = the span less one).
 
     One ``map_overlap`` on the input itself with a symmetric halo of ``max(lo, hi)`` (one element more
@@ -258,13 +260,13 @@ def _same_size(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, d
     out_chunks = (x.chunks[0], (w.shape[0],))[:lead] + x.chunks[lead:]
     fn = functools.partial(_block, w=w, stride=tuple(stride), dilation=tuple(dilation), groups=groups, method=method,
                            func=func, bare=lead == 0, crop=tuple((h - lo, h - hi) for h, (lo, hi) in zip(halo, pads)),
-                           edge=None if wrap else (mode, fill, tuple(halo)))
+                           edge=None if wrap else (mode, fill, tuple(halo)), threads=threads)
     return da.map_overlap(fn, x, depth=depth, boundary=boundary, trim=False, allow_rechunk=False, chunks=out_chunks,
                           dtype=w.dtype, meta=np.empty((0,) * x.ndim, dtype=w.dtype))
 
 
 def _layer(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilation, groups: int, method: str,
-           func: str) -> da.Array:
+           func: str, threads: int | None = None) -> da.Array:
     """A canonical problem over dask: ``x`` (N, C_in, *spatial) -> (N, C_out, *out), compute dtype."""
     c_in = x.shape[1]
     cg = c_in // groups
@@ -282,7 +284,8 @@ def _layer(x: da.Array, w: np.ndarray, pads, mode: str, fill: Any, stride, dilat
         else:  # whole groups: their own output channels
             g0, g1 = start // cg, (start + c) // cg
             wc, gc = w[g0 * cog:g1 * cog], g1 - g0
-        pieces.append(_spatial_conv(xc, np.ascontiguousarray(wc), pads, mode, fill, stride, dilation, gc, method, func))
+        pieces.append(_spatial_conv(xc, np.ascontiguousarray(wc), pads, mode, fill, stride, dilation, gc, method, func,
+                                    threads))
         start += c
     if len(pieces) == 1:
         return pieces[0]
@@ -303,8 +306,9 @@ def _finish(out: da.Array, parsed, bias: np.ndarray | None, batched: bool) -> da
 
 
 def _conv(func: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
-          padding_mode: Any, method: Any, nd: int | None) -> da.Array:
+          padding_mode: Any, method: Any, nd: int | None, threads: int | None = None) -> da.Array:
     method = parse_method(func, method)
+    _threads.num_threads(threads, func=func)  # a bad count fails now, not inside a task
     xd = _as_dask(func, "x", x)
     p = parse_conv(func, _stand_in(xd), _in_memory(weight), _in_memory(bias), stride, padding, dilation, groups,
                    padding_mode, nd=nd)
@@ -312,13 +316,14 @@ def _conv(func: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, 
     x4 = (xd if p.batched else xd[None]).astype(spec.dtype)  # (N, C_in, *spatial)
     w = np.asarray(p.w, dtype=spec.dtype)
     out = _layer(x4, w, spec.pads, PAD_MODES[spec.padding_mode], spec.fillvalue, spec.stride, spec.dilation,
-                 spec.groups, method, func)
+                 spec.groups, method, func, threads)
     return _finish(out, p, p.bias, p.batched)
 
 
 def _conv_transpose(func: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, output_padding: Any,
-                    groups: Any, dilation: Any, method: Any, nd: int | None) -> da.Array:
+                    groups: Any, dilation: Any, method: Any, nd: int | None, threads: int | None = None) -> da.Array:
     method = parse_method(func, method)
+    _threads.num_threads(threads, func=func)  # a bad count fails now, not inside a task
     xd = _as_dask(func, "x", x)
     p = parse_conv_transpose(func, _stand_in(xd), _in_memory(weight), _in_memory(bias), stride, padding,
                              output_padding, groups, dilation, nd=nd)
@@ -331,7 +336,7 @@ def _conv_transpose(func: str, x: Any, weight: Any, bias: Any, stride: Any, padd
                                     for cs, f in zip(x4.chunks[2:], factors)))
         x4 = x4.map_blocks(_stuff, factors, chunks=chunks, dtype=x4.dtype)
     w = np.asarray(p.w, dtype=spec.dtype)
-    out = _layer(x4, w, spec.pads, "constant", 0, spec.stride, spec.dilation, spec.groups, method, func)
+    out = _layer(x4, w, spec.pads, "constant", 0, spec.stride, spec.dilation, spec.groups, method, func, threads)
     if any(lo or hi for lo, hi in p.crop):
         out = out[(slice(None), slice(None), *(slice(lo, n - hi) for (lo, hi), n in zip(p.crop, out.shape[2:])))]
     return _finish(out, p, p.bias, p.batched)
@@ -345,7 +350,7 @@ _CONV_DOC = """{summary}
         Input, chunked any way (over the batch, channels and space); other arrays are wrapped.
     weight : array_like of shape (C_out, C_in/groups, {ks})
         Filters (held in memory and sent with every task).
-    bias, stride, padding, dilation, groups, padding_mode, method
+    bias, stride, padding, dilation, groups, padding_mode, method, threads
         Exactly as for :func:`convdot.conv{n}`.
 
     Returns
@@ -366,23 +371,27 @@ _CONV_DOC = """{summary}
 
 
 def conv(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-         groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> da.Array:
-    return _conv("conv", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, None)
+         groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+           threads: int | None = None) -> da.Array:
+    return _conv("conv", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, None, threads)
 
 
 def conv1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> da.Array:
-    return _conv("conv1d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 1)
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+           threads: int | None = None) -> da.Array:
+    return _conv("conv1d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 1, threads)
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> da.Array:
-    return _conv("conv2d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 2)
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+           threads: int | None = None) -> da.Array:
+    return _conv("conv2d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 2, threads)
 
 
 def conv3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> da.Array:
-    return _conv("conv3d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 3)
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+           threads: int | None = None) -> da.Array:
+    return _conv("conv3d", x, weight, bias, stride, padding, dilation, groups, padding_mode, method, 3, threads)
 
 
 _CONV_EXAMPLE = """>>> import numpy as np, dask.array as da, convdot, convdot.dask
@@ -414,7 +423,7 @@ _TRANSPOSE_DOC = """{summary}
     ----------
     x : dask.array.Array of shape (N, C_in, {sp}) or unbatched (C_in, {sp})
     weight : array_like of shape (C_in, C_out/groups, {ks})
-    bias, stride, padding, output_padding, groups, dilation, method
+    bias, stride, padding, output_padding, groups, dilation, method, threads
         Exactly as for :func:`convdot.conv_transpose{n}`.
 
     Returns
@@ -434,27 +443,31 @@ _TRANSPOSE_DOC = """{summary}
 
 
 def conv_transpose(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
-                   groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> da.Array:
+                   groups: int = 1, dilation: Any = 1, *, method: str = "auto",
+                   threads: int | None = None) -> da.Array:
     return _conv_transpose("conv_transpose", x, weight, bias, stride, padding, output_padding, groups, dilation,
-                           method, None)
+                           method, None, threads)
 
 
 def conv_transpose1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> da.Array:
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto",
+                     threads: int | None = None) -> da.Array:
     return _conv_transpose("conv_transpose1d", x, weight, bias, stride, padding, output_padding, groups, dilation,
-                           method, 1)
+                           method, 1, threads)
 
 
 def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> da.Array:
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto",
+                     threads: int | None = None) -> da.Array:
     return _conv_transpose("conv_transpose2d", x, weight, bias, stride, padding, output_padding, groups, dilation,
-                           method, 2)
+                           method, 2, threads)
 
 
 def conv_transpose3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> da.Array:
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto",
+                     threads: int | None = None) -> da.Array:
     return _conv_transpose("conv_transpose3d", x, weight, bias, stride, padding, output_padding, groups, dilation,
-                           method, 3)
+                           method, 3, threads)
 
 
 _T_EXAMPLE = """>>> import numpy as np, dask.array as da, convdot.dask
@@ -485,8 +498,9 @@ conv_transpose3d.__doc__ = _TRANSPOSE_DOC.format(
 
 
 def _signal(func: str, in1: Any, in2: Any, mode: Any, method: Any, convolve: bool, boundary: Any = "fill",
-            fillvalue: Any = 0, two_d: bool = False) -> da.Array:
+            fillvalue: Any = 0, two_d: bool = False, threads: int | None = None) -> da.Array:
     method = parse_method(func, method, scipy=True)
+    _threads.num_threads(threads, func=func)  # a bad count fails now, not inside a task
     a = _as_dask(func, "in1", in1)
     p = parse_signal(func, _stand_in(a), _in_memory(in2), mode, convolve=convolve, boundary=boundary,
                      fillvalue=fillvalue, two_d=two_d)
@@ -494,7 +508,7 @@ def _signal(func: str, in1: Any, in2: Any, mode: Any, method: Any, convolve: boo
     xs = (a if a.ndim else a.reshape((1,))).astype(spec.dtype)  # (*n): one image, kept bare; a 0-d in1 is (1,)
     w = np.asarray(p.w, dtype=spec.dtype)  # (1, 1, *k)
     out = _spatial_conv(xs, w, spec.pads, PAD_MODES[spec.padding_mode], spec.fillvalue, spec.stride, spec.dilation,
-                        1, method, func).astype(p.out_dtype, copy=False)  # (*out)
+                        1, method, func, threads).astype(p.out_dtype, copy=False)  # (*out)
     return out.reshape(()) if a.ndim == 0 else out
 
 
@@ -526,29 +540,36 @@ _SIGNAL_DOC = """{summary}
     {example}
 """
 _METHOD = """method : str, default "auto"
-        "auto", SciPy's "direct" or "fft", or any name in :data:`convdot.METHODS`, per chunk."""
+        "auto", SciPy's "direct" or "fft", or any name in :data:`convdot.METHODS`, per chunk.
+    threads : int, optional
+        convdot's threads inside each task (default ``$CONVDOT_NUM_THREADS`` or every CPU; with a
+        threaded Dask scheduler, 1 avoids running more threads than cores)."""
 _BOUNDARY = """boundary : {"fill", "wrap", "symm"}, default "fill"
     fillvalue : scalar, default 0
     method : str, default "auto"
-        "auto" or any name in :data:`convdot.METHODS`, per chunk."""
+        "auto" or any name in :data:`convdot.METHODS`, per chunk.
+    threads : int, optional
+        convdot's threads inside each task (default ``$CONVDOT_NUM_THREADS`` or every CPU)."""
 
 
-def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> da.Array:
-    return _signal("correlate", in1, in2, mode, method, convolve=False)
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto", *,
+              threads: int | None = None) -> da.Array:
+    return _signal("correlate", in1, in2, mode, method, convolve=False, threads=threads)
 
 
-def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> da.Array:
-    return _signal("convolve", in1, in2, mode, method, convolve=True)
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto", *,
+             threads: int | None = None) -> da.Array:
+    return _signal("convolve", in1, in2, mode, method, convolve=True, threads=threads)
 
 
 def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
-                method: str = "auto") -> da.Array:
-    return _signal("correlate2d", in1, in2, mode, method, False, boundary, fillvalue, two_d=True)
+                method: str = "auto", threads: int | None = None) -> da.Array:
+    return _signal("correlate2d", in1, in2, mode, method, False, boundary, fillvalue, two_d=True, threads=threads)
 
 
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
-               method: str = "auto") -> da.Array:
-    return _signal("convolve2d", in1, in2, mode, method, True, boundary, fillvalue, two_d=True)
+               method: str = "auto", threads: int | None = None) -> da.Array:
+    return _signal("convolve2d", in1, in2, mode, method, True, boundary, fillvalue, two_d=True, threads=threads)
 
 
 correlate.__doc__ = _SIGNAL_DOC.format(

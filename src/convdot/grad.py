@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _threads
 from ._run import execute
 from ._spec import (
     PAD_MODES,
@@ -97,7 +98,13 @@ def fold_padding(grad_padded: np.ndarray, pads: tuple[tuple[int, int], ...], pad
 
 
 def _backward(func: str, grad_out: Any, x: Any, weight: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
-              padding_mode: Any, need: Any, method: Any, nd: int | None):
+              padding_mode: Any, need: Any, method: Any, nd: int | None, threads: int | None = None):
+    with _threads.using(threads, func=func):
+        return _gradients(func, grad_out, x, weight, stride, padding, dilation, groups, padding_mode, need, method, nd)
+
+
+def _gradients(func: str, grad_out: Any, x: Any, weight: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+               padding_mode: Any, need: Any, method: Any, nd: int | None):
     method = parse_method(func, method)
     wanted = _parse_need(func, need)
     p = parse_conv(func, x, weight, None, stride, padding, dilation, groups, padding_mode, nd=nd)
@@ -216,6 +223,9 @@ _DOC = """{summary}
         Which gradients to compute; the others are returned as None.
     method : str, default "auto"
         "auto" or one of :data:`convdot.METHODS`, used for both convolutions.
+    threads : int, optional
+        Threads for convdot's own loops (default ``$CONVDOT_NUM_THREADS`` or every CPU); the BLAS
+        keeps its own setting.
 
     Returns
     -------
@@ -242,27 +252,31 @@ _DOC = """{summary}
 
 
 def conv_backward(grad_out: Any, x: Any, weight: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                  groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto"):
+                  groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto",
+                  threads: int | None = None):
     return _backward("conv_backward", grad_out, x, weight, stride, padding, dilation, groups, padding_mode, need,
-                     method, None)
+                     method, None, threads)
 
 
 def conv_backward1d(grad_out: Any, x: Any, weight: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto"):
+                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto",
+                    threads: int | None = None):
     return _backward("conv_backward1d", grad_out, x, weight, stride, padding, dilation, groups, padding_mode, need,
-                     method, 1)
+                     method, 1, threads)
 
 
 def conv_backward2d(grad_out: Any, x: Any, weight: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto"):
+                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto",
+                    threads: int | None = None):
     return _backward("conv_backward2d", grad_out, x, weight, stride, padding, dilation, groups, padding_mode, need,
-                     method, 2)
+                     method, 2, threads)
 
 
 def conv_backward3d(grad_out: Any, x: Any, weight: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto"):
+                    groups: int = 1, padding_mode: str = "zeros", need: Any = _NEEDS, method: str = "auto",
+                    threads: int | None = None):
     return _backward("conv_backward3d", grad_out, x, weight, stride, padding, dilation, groups, padding_mode, need,
-                     method, 3)
+                     method, 3, threads)
 
 
 conv_backward.__doc__ = _DOC.format(

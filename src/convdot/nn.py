@@ -35,6 +35,10 @@ _CONV_DOC = """{summary}
         What the padding holds, as in ``torch.nn.Conv{n}d``.
     method : str, default "auto"
         "auto" or one of :data:`convdot.METHODS`.
+    threads : int, optional
+        Threads for convdot's own loops (compiled kernels, blocks of work); default
+        ``$CONVDOT_NUM_THREADS`` or every CPU. The BLAS inside matrix multiplies keeps its own
+        setting (``OPENBLAS_NUM_THREADS`` and friends).
 
     Returns
     -------
@@ -57,30 +61,34 @@ _CONV_DOC = """{summary}
 
 @dask_aware
 def conv(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-         groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+         groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+         threads: int | None = None) -> np.ndarray:
     p = parse_conv("conv", x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return execute(p, parse_method("conv", method))
+    return execute(p, parse_method("conv", method), threads)
 
 
 @dask_aware
 def conv1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+         threads: int | None = None) -> np.ndarray:
     p = parse_conv("conv1d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=1)
-    return execute(p, parse_method("conv1d", method))
+    return execute(p, parse_method("conv1d", method), threads)
 
 
 @dask_aware
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+         threads: int | None = None) -> np.ndarray:
     p = parse_conv("conv2d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=2)
-    return execute(p, parse_method("conv2d", method))
+    return execute(p, parse_method("conv2d", method), threads)
 
 
 @dask_aware
 def conv3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+           groups: int = 1, *, padding_mode: str = "zeros", method: str = "auto",
+         threads: int | None = None) -> np.ndarray:
     p = parse_conv("conv3d", x, weight, bias, stride, padding, dilation, groups, padding_mode, nd=3)
-    return execute(p, parse_method("conv3d", method))
+    return execute(p, parse_method("conv3d", method), threads)
 
 
 conv.__doc__ = _CONV_DOC.format(
@@ -124,6 +132,10 @@ _TRANSPOSE_DOC = """{summary}
         Extra size on the high side of each axis; smaller than stride or dilation.
     groups : int, default 1
     method : str, default "auto"
+    threads : int, optional
+        Threads for convdot's own loops (compiled kernels, blocks of work); default
+        ``$CONVDOT_NUM_THREADS`` or every CPU. The BLAS inside matrix multiplies keeps its own
+        setting (``OPENBLAS_NUM_THREADS`` and friends).
 
     Returns
     -------
@@ -144,36 +156,37 @@ _TRANSPOSE_DOC = """{summary}
 
 @dask_aware
 def conv_transpose(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                   output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto") -> np.ndarray:
+                   output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *, method: str = "auto",
+                   threads: int | None = None) -> np.ndarray:
     p = parse_conv_transpose("conv_transpose", x, weight, bias, stride, padding, output_padding, groups, dilation)
-    return execute(p, parse_method("conv_transpose", method))
+    return execute(p, parse_method("conv_transpose", method), threads)
 
 
 @dask_aware
 def conv_transpose1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
-                     method: str = "auto") -> np.ndarray:
+                     method: str = "auto", threads: int | None = None) -> np.ndarray:
     p = parse_conv_transpose("conv_transpose1d", x, weight, bias, stride, padding, output_padding, groups, dilation,
                              nd=1)
-    return execute(p, parse_method("conv_transpose1d", method))
+    return execute(p, parse_method("conv_transpose1d", method), threads)
 
 
 @dask_aware
 def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
-                     method: str = "auto") -> np.ndarray:
+                     method: str = "auto", threads: int | None = None) -> np.ndarray:
     p = parse_conv_transpose("conv_transpose2d", x, weight, bias, stride, padding, output_padding, groups, dilation,
                              nd=2)
-    return execute(p, parse_method("conv_transpose2d", method))
+    return execute(p, parse_method("conv_transpose2d", method), threads)
 
 
 @dask_aware
 def conv_transpose3d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
                      output_padding: Any = 0, groups: int = 1, dilation: Any = 1, *,
-                     method: str = "auto") -> np.ndarray:
+                     method: str = "auto", threads: int | None = None) -> np.ndarray:
     p = parse_conv_transpose("conv_transpose3d", x, weight, bias, stride, padding, output_padding, groups, dilation,
                              nd=3)
-    return execute(p, parse_method("conv_transpose3d", method))
+    return execute(p, parse_method("conv_transpose3d", method), threads)
 
 
 conv_transpose.__doc__ = _TRANSPOSE_DOC.format(

@@ -16,9 +16,9 @@ from ._spec import parse_method, parse_signal
 
 
 def _signal(func: str, in1: Any, in2: Any, mode: str, method: str, convolve: bool, boundary: str = "fill",
-            fillvalue: Any = 0, two_d: bool = False) -> np.ndarray:
+            fillvalue: Any = 0, two_d: bool = False, threads: int | None = None) -> np.ndarray:
     p = parse_signal(func, in1, in2, mode, convolve=convolve, boundary=boundary, fillvalue=fillvalue, two_d=two_d)
-    out = execute(p, parse_method(func, method, scipy=True))[0, 0]  # (1, 1, *out) -> (*out)
+    out = execute(p, parse_method(func, method, scipy=True), threads)[0, 0]  # (1, 1, *out) -> (*out)
     return out.reshape(()) if np.ndim(in1) == 0 else out
 
 
@@ -52,35 +52,43 @@ _DOC = """{summary}
 """
 
 _METHOD = """method : str, default "auto"
-        "auto", SciPy's "direct" or "fft", or any name in :data:`convdot.METHODS`."""
+        "auto", SciPy's "direct" or "fft", or any name in :data:`convdot.METHODS`.
+    threads : int, optional
+        Threads for convdot's own loops (compiled kernels, blocks of work); default
+        ``$CONVDOT_NUM_THREADS`` or every CPU. The BLAS inside matrix multiplies keeps its own setting."""
 _BOUNDARY = """boundary : {"fill", "wrap", "symm"}, default "fill"
         What lies outside ``in1``: ``fillvalue``, a periodic copy, or its mirror image.
     fillvalue : scalar, default 0
         The value used with ``boundary="fill"``.
     method : str, default "auto"
-        "auto" or any name in :data:`convdot.METHODS`."""
+        "auto" or any name in :data:`convdot.METHODS`.
+    threads : int, optional
+        Threads for convdot's own loops (compiled kernels, blocks of work); default
+        ``$CONVDOT_NUM_THREADS`` or every CPU. The BLAS inside matrix multiplies keeps its own setting."""
 
 
 @dask_aware
-def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
-    return _signal("correlate", in1, in2, mode, method, convolve=False)
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto", *,
+              threads: int | None = None) -> np.ndarray:
+    return _signal("correlate", in1, in2, mode, method, convolve=False, threads=threads)
 
 
 @dask_aware
-def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
-    return _signal("convolve", in1, in2, mode, method, convolve=True)
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto", *,
+             threads: int | None = None) -> np.ndarray:
+    return _signal("convolve", in1, in2, mode, method, convolve=True, threads=threads)
 
 
 @dask_aware
 def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
-                method: str = "auto") -> np.ndarray:
-    return _signal("correlate2d", in1, in2, mode, method, False, boundary, fillvalue, two_d=True)
+                method: str = "auto", threads: int | None = None) -> np.ndarray:
+    return _signal("correlate2d", in1, in2, mode, method, False, boundary, fillvalue, two_d=True, threads=threads)
 
 
 @dask_aware
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0, *,
-               method: str = "auto") -> np.ndarray:
-    return _signal("convolve2d", in1, in2, mode, method, True, boundary, fillvalue, two_d=True)
+               method: str = "auto", threads: int | None = None) -> np.ndarray:
+    return _signal("convolve2d", in1, in2, mode, method, True, boundary, fillvalue, two_d=True, threads=threads)
 
 
 _CORR_NOTE = "``z[k] = sum_n in1[n + k] * conj(in2[n])``: the sum of the element-wise product of a window with ``in2``."

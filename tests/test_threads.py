@@ -1,0 +1,104 @@
+"""The ``threads=`` knob of every computing function: it reaches convdot's own loops, leaves the
+result alone, and a bad count is a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convdot
+import convdot.dask
+from conftest import assert_close
+from convdot import _threads
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """Record the thread count of every parallel region convdot runs."""
+    seen: list[int] = []
+    real = _threads.run_parallel
+
+    def spy(fn, jobs, threads):
+        seen.append(threads)
+        return real(fn, jobs, threads)
+
+    monkeypatch.setattr(_threads, "run_parallel", spy)
+    return seen
+
+
+def _layer(rng):
+    x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    return x, w
+
+
+def _expected(x, w):
+    """The reference output and the scale float32 errors are relative to, ``conv(|x|, |w|)``."""
+    return (convdot.conv2d(x, w, padding=1, method="reference"),
+            convdot.conv2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), padding=1))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_conv2d_runs_its_loops_on_the_threads_asked_for(threads, pools, rng):
+    x, w = _layer(rng)
+    out = convdot.conv2d(x, w, padding=1, method="winograd", threads=threads)
+    assert pools and set(pools) == {threads}
+    assert_close(out, *_expected(x, w))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_auto_plans_for_the_threads_asked_for(threads, pools, rng):
+    x, w = _layer(rng)
+    out = convdot.conv2d(x, w, padding=1, threads=threads)
+    assert set(pools) <= {threads}
+    assert_close(out, *_expected(x, w))
+    assert _threads._override.get() is None  # the knob does not outlive the call
+
+
+def test_every_dialect_takes_threads(rng):
+    x = rng.standard_normal((1, 2, 9, 9))
+    w = rng.standard_normal((3, 2, 3, 3))
+    img, k = x[0, 0], w[0, 0]
+    calls = [
+        (convdot.conv, (x, w)), (convdot.conv1d, (x[:, :, 0], w[:, :, 0])), (convdot.conv2d, (x, w)),
+        (convdot.conv3d, (x[..., None], w[..., None])),
+        (convdot.conv_transpose, (x, w.transpose(1, 0, 2, 3))), (convdot.conv_transpose1d, (x[:, :, 0], w[:2, :, 0])),
+        (convdot.conv_transpose2d, (x, w[:2])), (convdot.conv_transpose3d, (x[..., None], w[:2, ..., None])),
+        (convdot.correlate, (img, k)), (convdot.convolve, (img, k)),
+        (convdot.correlate2d, (img, k)), (convdot.convolve2d, (img, k)),
+    ]
+    for fn, args in calls:
+        np.testing.assert_array_equal(fn(*args, threads=1), fn(*args), err_msg=fn.__name__)
+    g = convdot.conv2d(x, w)
+    for a, b in zip(convdot.conv_backward2d(g, x, w, threads=1), convdot.conv_backward2d(g, x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("threads", "error", "words"), [
+    (0, ValueError, "threads must be >= 1, got 0"),
+    (-2, ValueError, "threads must be >= 1, got -2"),
+    ("2", TypeError, "threads must be an int or None, got '2'"),
+    (True, TypeError, "threads must be an int or None, got True"),
+    (1.5, TypeError, "threads must be an int or None, got 1.5"),
+])
+def test_a_bad_thread_count_is_a_clear_error(threads, error, words, rng):
+    x, w = _layer(rng)
+    with pytest.raises(error, match=f"^conv2d: {words}"):
+        convdot.conv2d(x, w, threads=threads)
+    with pytest.raises(error, match=f"^correlate2d: {words}"):
+        convdot.correlate2d(x[0, 0], w[0, 0], threads=threads)
+    with pytest.raises(error, match=f"^conv_backward2d: {words}"):
+        convdot.conv_backward2d(convdot.conv2d(x, w), x, w, threads=threads)
+    with pytest.raises(error, match=f"^conv2d: {words}"):  # when the graph is built, not inside a task
+        convdot.dask.conv2d(x, w, threads=threads)
+
+
+def test_dask_twins_take_threads(pools, rng):
+    da = pytest.importorskip("dask.array")
+    x, w = _layer(rng)
+    lazy = convdot.conv2d(da.from_array(x, chunks=(1, 8, 10, 10)), w, padding=1, method="winograd", threads=1)
+    assert_close(lazy.compute(scheduler="sync"), *_expected(x, w))
+    assert pools and set(pools) == {1}
+    img = da.from_array(x[0, 0].astype(np.float64), chunks=10)
+    np.testing.assert_allclose(convdot.dask.correlate2d(img, w[0, 0], "same", threads=2).compute(scheduler="sync"),
+                               convdot.correlate2d(x[0, 0].astype(np.float64), w[0, 0], "same"), rtol=1e-6)
