@@ -22,7 +22,7 @@ JSON document (``convdot bench --json FILE``), schema ``"convdot-bench/1"``::
         "convdot": {"method": str, "seconds": float, "gflops": float},
         "methods": {method: seconds or null},          # each single convdot method (null: skipped)
         "method_notes": {method: why skipped or failed},
-        "fastest_method": str, "auto_over_fastest": float,   # auto time / fastest single time
+        "fastest_method": str, "auto_over_fastest": float,   # median of auto / fastest, round by round
         "memory": {"peak_bytes": int, "io_bytes": int, "ratio": float},  # peak / (input + output)
         "peers": [{"name": str, "status": "ok" | "not installed" | "mismatch" | "error" | "skipped",
                    "detail": str, "seconds": float or null, "gflops": float or null,

@@ -4,9 +4,10 @@ Timing: every contestant (convdot ``auto`` and each peer) runs once as a warm-up
 the one checked for agreement -- then the contestants take turns, ``repeat`` rounds, and each keeps
 its best time; interleaving spreads any slowdown of the machine over everyone alike. The single
 convdot methods are timed the same way afterwards, in :data:`METHOD_ROUNDS` times as many rounds
-together with ``auto`` (whose time in those rounds gives ``auto_over_fastest``), every other round
-in reverse order, except those the planner estimates at over :data:`SKIP_FACTOR` times the best
-estimate, which would only burn minutes.
+together with ``auto``, every other round in reverse order, except those the planner estimates at
+over :data:`SKIP_FACTOR` times the best estimate, which would only burn minutes. The fastest method
+is the one with the best time; ``auto_over_fastest`` is the median over rounds of auto's time over
+that method's time in the same round (:func:`paired_ratio`).
 Peak memory is the largest traced NumPy allocation (``tracemalloc``) during one ``auto`` call.
 
 Before every timed call the harness sleeps ``pause`` seconds: OpenBLAS's worker threads keep
@@ -158,23 +159,31 @@ def _time_methods(case: Case, entry: dict, repeat: int, progress: Progress, paus
             rotation.append((m, lambda m=m: case.convdot(m)))
         else:
             entry["method_notes"][m] = "one run (slow)"
-    auto = math.inf
     rounds = METHOD_ROUNDS * repeat if len(rotation) > 1 else 0
+    history: dict[str, list[float]] = {m: [] for m, _ in rotation}  # every round's time, in order
     for r in range(rounds):
         progress(f"{case.name}: methods, round {r + 1}/{rounds}")
         for m, fn in (rotation if r % 2 == 0 else rotation[::-1]):  # nobody always runs first
             t = _timed(fn, pause)[0]
-            if m == "auto":
-                auto = min(auto, t)
-            else:
+            history[m].append(t)
+            if m != "auto":
                 times[m] = min(times[m], t)
     entry["methods"] = times
     timed = {m: t for m, t in times.items() if t is not None}
     if timed:
         fastest = min(timed, key=timed.get)
         entry["fastest_method"] = fastest
-        auto = auto if math.isfinite(auto) else entry["convdot"]["seconds"]
-        entry["auto_over_fastest"] = auto / timed[fastest]
+        if history["auto"] and history.get(fastest):
+            entry["auto_over_fastest"] = paired_ratio(history["auto"], history[fastest])
+        else:  # the fastest was timed once (slow): against the race's auto time
+            entry["auto_over_fastest"] = entry["convdot"]["seconds"] / timed[fastest]
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a[r] / b[r]``: each pair ran back to back, so a slowdown of the
+    machine that lasts longer than a round cancels out (the ratio of two best-of-n times does not:
+    on a shared 2-core machine, best-of-10 of one and the same computation differed by 20%)."""
+    return float(np.median([x / y for x, y in zip(a, b)]))
 
 
 # --------------------------------------------------------------------------- the document

@@ -260,7 +260,8 @@ def render_markdown(doc: dict) -> str:
 def _methods_table(doc: dict) -> str:
     head = (f"{'workload':<14} {'auto':>9} {'fastest single method':>26} {'auto/fastest':>12} "
             f"{'peak mem / (in+out)':>20}")
-    lines = [head, "-" * len(head)]
+    lines = ["auto/fastest: median over rounds of auto's time / the fastest method's time in the same round", "",
+             head, "-" * len(head)]
     for w in doc["workloads"]:
         if not w["available"]:
             continue
