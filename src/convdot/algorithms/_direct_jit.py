@@ -21,6 +21,18 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
+def _edges(orow, src, wr, lo, hi, b0, b1, j0, j1, dw, pl):  # pragma: no cover - compiled
+    """Taps ``b0:b1`` of one kernel row added to the columns a fused pass over ``j0:j1`` left out."""
+    for b in range(b0, b1):
+        wv = wr[b]
+        off = b * dw - pl
+        for j in range(lo[b], min(j0, hi[b])):
+            orow[j] += wv * src[j + off]
+        for j in range(max(j1, lo[b]), hi[b]):
+            orow[j] += wv * src[j + off]
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi):  # pragma: no cover - compiled
     """All nine taps of a 3x3 kernel added to output row ``orow`` in one pass per input channel.
 
@@ -46,14 +58,7 @@ def _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi):  # pragma: no cover - 
             dst[j] += ((w00 * a0[j] + w01 * a1[j] + w02 * a2[j]) + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
                        + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
         for a in range(3):  # the edge columns, where some taps fall in the padding
-            src = x[n, g, c, r0 + a * dh]
-            for b in range(3):
-                wv = wc[a, b]
-                off = b * dw - pl
-                for j in range(lo[b], min(j0, hi[b])):
-                    orow[j] += wv * src[j + off]
-                for j in range(max(j1, lo[b]), hi[b]):
-                    orow[j] += wv * src[j + off]
+            _edges(orow, x[n, g, c, r0 + a * dh], wc[a], lo, hi, 0, 3, j0, j1, dw, pl)
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
@@ -109,13 +114,7 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
                         dst = orow[j0:j1]
                         for j in range(j1 - j0):
                             dst[j] += (w0 * s0[j] + w1 * s1[j]) + (w2 * s2[j] + w3 * s3[j])
-                        for bb in range(b, b + 4):  # the edges the fused pass left out
-                            wv = wr[bb]
-                            off = bb * dw - pl
-                            for j in range(lo[bb], j0):
-                                orow[j] += wv * src[j + off]
-                            for j in range(j1, hi[bb]):
-                                orow[j] += wv * src[j + off]
+                        _edges(orow, src, wr, lo, hi, b, b + 4, j0, j1, dw, pl)
                         b += 4
                     while b + 2 < kw:  # three taps left: one pass, not three
                         j0 = max(lo[b], max(lo[b + 1], lo[b + 2]))
@@ -128,13 +127,7 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
                         dst = orow[j0:j1]
                         for j in range(j1 - j0):
                             dst[j] += (w0 * s0[j] + w1 * s1[j]) + w2 * s2[j]
-                        for bb in range(b, b + 3):  # the edges the fused pass left out
-                            wv = wr[bb]
-                            off = bb * dw - pl
-                            for j in range(lo[bb], j0):
-                                orow[j] += wv * src[j + off]
-                            for j in range(j1, hi[bb]):
-                                orow[j] += wv * src[j + off]
+                        _edges(orow, src, wr, lo, hi, b, b + 3, j0, j1, dw, pl)
                         b += 3
                 while b < kw:
                     wv = wr[b]
