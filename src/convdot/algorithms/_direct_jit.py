@@ -10,8 +10,11 @@ The kernels let LLVM fuse each multiply and add into one FMA instruction (``fast
 only: NaN and inf behave as in IEEE arithmetic; a fused multiply-add rounds once instead of twice,
 so the sum is, if anything, more accurate). Measured on a 2048x2048 float64 image: 7x7 12 % faster.
 
-Layouts: ``xp`` ``(N, G, Cg, Hp, Wp)`` padded input, ``w`` ``(G, Cog, Cg, kh, kw)``, ``out``
-``(N, G, Cog, Ho, Wo)`` zero-initialised; all C-contiguous.
+Depthwise layers (many small planes) take :func:`planes3x3`, which runs whole planes instead of
+rows and writes its output rather than adding into it.
+
+Layouts: ``x`` ``(N, G, Cg, H, W)`` unpadded input, ``w`` ``(G, Cog, Cg, kh, kw)``, ``out``
+``(N, G, Cog, Ho, Wo)`` (zero-initialised for :func:`direct2d`, which adds into it); all C-contiguous.
 """
 
 from __future__ import annotations
