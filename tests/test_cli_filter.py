@@ -39,6 +39,7 @@ def leftovers(tmp):
     (("--mode", "full", "--convolve"), lambda a, k: convdot.convolve(a, k, "full")),
     (("--mode", "valid"), lambda a, k: convdot.correlate(a, k, "valid")),
     (("--boundary", "wrap"), lambda a, k: convdot.correlate2d(a, k, "same", "wrap")),
+    (("--threads", "1", "--method", "sliding"), lambda a, k: convdot.correlate(a, k, "same")),
     (("--boundary", "symm", "--convolve", "--mode", "full"), lambda a, k: convdot.convolve2d(a, k, "full", "symm")),
 ])
 def test_filter_writes_the_in_memory_result(files, extra, expected, capsys):
@@ -79,6 +80,13 @@ def test_corrupt_chunk_is_named_and_nothing_is_written(files, capsys):
     assert run(tmp) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "chunk (2, 3) (elements [18:27, 24:32])" in err and "corrupt" in err
+    assert not (tmp / "out.zarr").exists() and not leftovers(tmp)
+
+
+def test_a_bad_thread_count_is_one_clear_line_and_nothing_is_written(files, capsys):
+    tmp, _, _ = files
+    assert run(tmp, "--threads", "0") == 2
+    assert "correlate: threads must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp / "out.zarr").exists() and not leftovers(tmp)
 
 

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="what lies outside a 2-D input, as scipy.signal.correlate2d (default: fill)")
     p.add_argument("--fillvalue", type=float, default=0.0, help="the value outside the input with --boundary fill")
     p.add_argument("--method", default="auto", help="convdot method per chunk (default: auto)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="convdot's threads inside each task (default $CONVDOT_NUM_THREADS or every CPU; "
+                        "with the threads scheduler, 1 keeps one thread per core)")
     p.add_argument("--scheduler", default="threads", metavar="ADDRESS",
                    help="threads (default), processes, synchronous, or a dask.distributed scheduler address")
     p.add_argument("--force", action="store_true", help="replace OUT.zarr if it exists")
@@ -180,10 +183,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--boundary needs a 2-D input (scipy.signal.correlate2d); "
                              f"{args.input} has shape {z.shape}")
         fn = cdask.convolve2d if args.convolve else cdask.correlate2d
-        y = fn(x, kernel, args.mode, args.boundary, args.fillvalue, method=args.method)
+        y = fn(x, kernel, args.mode, args.boundary, args.fillvalue, method=args.method, threads=args.threads)
     else:
         fn = cdask.convolve if args.convolve else cdask.correlate
-        y = fn(x, kernel, args.mode, method=args.method)
+        y = fn(x, kernel, args.mode, method=args.method, threads=args.threads)
     y = y.rechunk(tuple(min(c, max(n, 1)) for c, n in zip(chunks, y.shape)))  # Zarr wants regular chunks
 
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{uuid.uuid4().hex[:8]}")
