@@ -155,6 +155,27 @@ def test_whole_plane_3x3_kernel_matches_reference(data):
         _check(sliding.run_direct, x, w, kwargs)
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")
+@given(data=st.data())
+def test_fused_3x3_rows_of_one_large_plane_match_reference(data):
+    """The image-filter kernel: one plane (so row by row, not whole planes), a 3x3 kernel's nine
+    taps fused per row where all three rows are inside, row strides, dilation, uneven padding."""
+    cg = data.draw(st.integers(1, 3))
+    dil = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    stride = (data.draw(st.integers(1, 2)), 1)
+    pads = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(2))
+    side = [data.draw(st.integers(max(1, 2 * d + 1 - lo - hi), 14)) for d, (lo, hi) in zip(dil, pads)]
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((1, cg, *side)).astype(dtype)
+    if data.draw(st.booleans()):
+        x.flat[rng.integers(x.size, size=2)] = (np.nan, -np.inf)
+    w = rng.standard_normal((1, cg, 3, 3)).astype(dtype)
+    kwargs = {"stride": stride, "dilation": dil, "groups": 1, "padding": pads}
+    with _jit("1"):
+        _check(sliding.run_direct, x, w, kwargs)
+
+
 def test_whole_plane_kernel_is_for_many_small_planes():
     depthwise = ((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), (56, 56))
     assert sliding.uses_planes(*depthwise, np.float32, 2)
