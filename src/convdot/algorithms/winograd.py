@@ -441,12 +441,6 @@ def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
     return Params(int(tile), int(block), _threads.num_threads(threads, func=spec.func), backend)
 
 
-def _check_memory(spec: ConvSpec, need: int) -> None:
-    """MemoryError naming the sizes when ``need`` bytes cannot be had (only asked from 64 MiB: it reads /proc)."""
-    if need >= 64 << 20:
-        ensure_memory(spec, need, "winograd")
-
-
 def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) -> np.ndarray:
     """The transforms as ``tensordot`` along each axis; ``xp`` is the padded input."""
     m, nd, g = params.tile, spec.nd, spec.groups
@@ -461,7 +455,7 @@ def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) ->
     jobs = blocks(spec, m, params.block)
     images, rows = max((n1 - n0, i1 - i0) for n0, n1, i0, i1 in jobs)
     block_bytes = scratch_per_image(spec, m, "numpy") * images * rows // t[0]
-    _check_memory(spec, array_bytes(spec.out_shape, spec.dtype) + block_bytes * params.threads)
+    ensure_memory(spec, array_bytes(spec.out_shape, spec.dtype) + block_bytes * params.threads, "winograd")
     out = np.empty(spec.out_shape, dtype=spec.dtype)
 
     def one(n0: int, n1: int, i0: int, i1: int) -> None:
@@ -519,7 +513,7 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
-    _check_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize)
+    ensure_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize, "winograd")
     out = np.empty(spec.out_shape, dtype=dt) if out is None else out
     v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
