@@ -110,6 +110,24 @@ def test_separable_kernel_two_passes_match_reference(jit, problem):
         _check(sliding.run_direct, x, w, kwargs)
 
 
+@pytest.mark.parametrize("shape", [(3, 3), (7, 7), (31, 31), (3, 31)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_rank1_screen_never_rejects_a_kernel_the_svd_accepts(shape, dtype, rng):
+    """The cheap pivoted screen before the SVD only skips kernels that are clearly full rank."""
+    kh, kw = shape
+    tol = 8 * np.finfo(dtype).eps * max(kh, kw)
+    for trial in range(100):
+        u, v = rng.standard_normal(kh) * 10.0 ** rng.integers(-3, 4), rng.standard_normal(kw)
+        u[rng.integers(kh)] *= 10.0 ** (4 * (trial % 2))  # sometimes one entry dominates
+        k = np.outer(u, v)
+        noise = rng.standard_normal(shape)
+        k = k + noise * (rng.random() * tol * np.linalg.norm(k, 2) / np.linalg.norm(noise, 2))
+        s = np.linalg.svd(k, compute_uv=False)
+        if s[1] <= tol * s[0]:
+            assert sliding._maybe_rank1(k[None], tol)
+    assert not sliding._maybe_rank1(rng.standard_normal((4, kh, kw)), tol)
+
+
 def test_separable_detection_rejects_full_rank_and_non_finite(rng):
     w = rng.standard_normal((1, 1, 1, 3, 3))
     assert sliding.separable_factors(w, np.zeros((1, 1, 1, 4, 4))) is None
