@@ -83,24 +83,6 @@ def _split(x, S, row, n, c, top, pl, m, tw, dw, twp):  # pragma: no cover - comp
 
 
 @njit(nogil=True, cache=True)
-def _store(Q, V, c, base):  # pragma: no cover - compiled
-    """``V[c, k, base:base + t] = Q.reshape(-1, t)[k]``: one plane's transformed tiles, one point at a time.
-
-    The column transform writes into the small ``Q`` and this copies it out: measured on
-    resnet-3x3-56, the F(4,3) input transform ran 0-15 % faster (never slower, in 8 A/B runs) than
-    writing the six scattered rows of ``V`` from inside the transform loop (F(2,3), four rows,
-    showed no gain and writes directly).
-    """
-    a, b, t = Q.shape
-    for p in range(a):
-        for q in range(b):
-            dst = V[c, p * b + q, base:base + t]
-            src = Q[p, q]
-            for f in range(t):
-                dst[f] = src[f]
-
-
-@njit(nogil=True, cache=True)
 def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``V[c, :, b] = (B^T d B).ravel()`` for every 6x6 tile ``d`` (F(4,3)); True if ``x`` was finite."""
     k2, k4, k5 = K[0], K[1], K[2]
@@ -108,7 +90,6 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma:
     S = np.empty((4, 6, (th + 1) * tw), dtype=V.dtype)
     row = np.zeros(dw * (4 * max(tw, twp) + 2) + pl + x.shape[3], dtype=V.dtype)
     R = np.empty((6, 6, t_), dtype=V.dtype)  # R[p, q, f] = (B^T d)[p, q]
-    Q = np.empty((6, 6, t_), dtype=V.dtype)  # Q[p, q, f] = (B^T d B)[p, q], then copied into V
     bad = 0
     for c in range(c0, c1):
         for n in range(n0, n1):
@@ -133,9 +114,10 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma:
                     r3[f] = e + g
                     r4[f] = e - g
                     r5[f] = k4 * d1 - k5 * d3 + d5
+            base = (n - n0) * t_
             for p in range(6):  # columns: (B^T d) B
                 e0, e1, e2, e3, e4, e5 = R[p, 0], R[p, 1], R[p, 2], R[p, 3], R[p, 4], R[p, 5]
-                vp = Q[p]
+                vp = V[c, 6 * p:6 * p + 6, base:base + t_]
                 v0, v1, v2, v3, v4, v5 = vp[0], vp[1], vp[2], vp[3], vp[4], vp[5]
                 for f in range(t_):
                     d0 = e0[f]
@@ -154,7 +136,6 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma:
                     v3[f] = e + g
                     v4[f] = e - g
                     v5[f] = k4 * d1 - k5 * d3 + d5
-            _store(Q, V, c, (n - n0) * t_)
     return bad == 0
 
 
