@@ -14,7 +14,8 @@ Before every timed call the harness sleeps ``pause`` seconds: OpenBLAS's worker 
 spinning for a while after a GEMM (and OpenMP's after a torch call), and a contestant started
 while another library's threads still spin on the same 2 cores was measured here 2-4x slower
 (``benchmarks/runner.py``, pointwise layer: convdot 18.8 -> 7.2 ms, torch 39.4 -> 10.1 ms with a
-0.3 s pause). Allocations made inside compiled (numba) kernels are not traced.
+0.3 s pause). Allocations inside compiled (numba) kernels are traced too; buffers a method keeps
+between calls (Winograd's transformed tiles) were allocated by the earlier calls, not this one.
 """
 
 from __future__ import annotations
