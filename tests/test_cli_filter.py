@@ -86,7 +86,7 @@ def test_corrupt_chunk_is_named_and_nothing_is_written(files, capsys):
 def test_a_bad_thread_count_is_one_clear_line_and_nothing_is_written(files, capsys):
     tmp, _, _ = files
     assert run(tmp, "--threads", "0") == 2
-    assert "correlate: threads must be >= 1, got 0" in capsys.readouterr().err
+    assert "--threads must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp / "out.zarr").exists() and not leftovers(tmp)
 
 
@@ -112,3 +112,15 @@ def test_scheduler_address_runs_on_a_cluster(files, capsys):
         assert run(tmp, "--scheduler", cluster.scheduler_address, "--boundary", "symm") == 0
     out = zarr.open_array(str(tmp / "out.zarr"))[:]
     np.testing.assert_array_equal(out, convdot.correlate2d(img, k, "same", "symm"))
+
+
+@pytest.mark.parametrize("entry", [["-m", "convdot"], ["-m", "convdot.cli"]])
+def test_python_dash_m_reports_usage_errors_as_one_line(entry, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, *entry, "filter", "--input", str(tmp_path / "none.zarr"), "--kernel",
+                           str(tmp_path / "k.npy"), "--output", str(tmp_path / "out.zarr"), "--threads", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "convdot filter: error: --threads must be a positive integer, got 0"

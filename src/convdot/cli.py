@@ -55,4 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run the imported module's main: as __main__ this file's UsageError is a second class, which
+    # the commands (importing convdot.cli) never raise, so their usage errors became tracebacks
+    from convdot.cli import main as _main
+
+    sys.exit(_main())

@@ -163,6 +163,8 @@ def _compute(store, scheduler: str, progress: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     src, out = os.path.abspath(args.input), os.path.abspath(args.output)
     if src == out:
         raise UsageError("--output must differ from --input (the input is read while the output is written)")
