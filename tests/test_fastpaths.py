@@ -106,8 +106,21 @@ def test_separable_kernel_two_passes_match_reference(jit, problem):
     x, w, kwargs = problem
     g = kwargs["groups"]
     assert sliding.separable_factors(w.reshape(g, 1, 1, *w.shape[2:]), x) is not None
-    with _jit(jit):
+    with _jit(jit), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sliding, "separable_pays", lambda spec: True)  # two passes even where one pays more
         _check(sliding.run_direct, x, w, kwargs)
+
+
+def test_two_passes_only_where_they_pay():
+    """Compiled: a 3x3 or 5x5 rank-1 kernel runs dense (one fused pass), a 15x15 one in two passes."""
+    def spec(k):
+        return parse_conv("t", np.zeros((1, 1, 512, 512)), np.zeros((1, 1, k, k)), None, padding=k // 2).spec
+
+    with _jit("1"):
+        assert not sliding.separable_pays(spec(3)) and not sliding.separable_pays(spec(5))
+        assert sliding.separable_pays(spec(15))
+    with _jit("0"):
+        assert sliding.separable_pays(spec(3))  # NumPy: kh + kw passes instead of kh * kw
 
 
 @pytest.mark.parametrize("shape", [(3, 3), (7, 7), (31, 31), (3, 31)])

@@ -115,7 +115,7 @@ def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
         info["macs"] *= (kh + kw) / (kh * kw)
         info["passes"] *= (kh + kw) / (kh * kw)
         if info["jit"]:  # a column pass (kh x 1) then a row pass (1 x kw)
-            info["work"] = sliding.jit_work(spec, (kh, 1)) + sliding.jit_work(spec, (1, kw))
+            info["work"] = sliding.separable_work(spec)
     out_bytes = float(_size(spec.out_shape) * spec.dtype.itemsize)
     if info["path"]:
         if info["jit"]:
@@ -343,7 +343,9 @@ def _separable(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> bool:
     sliding = ALGORITHMS["sliding"]
     factors = getattr(sliding, "separable_factors", None)
     uses_direct = getattr(sliding, "uses_direct", None)
-    if spec.nd != 2 or factors is None or uses_direct is None or not uses_direct(spec) or spec.groups > 64:
+    pays = getattr(sliding, "separable_pays", None)
+    if spec.nd != 2 or factors is None or uses_direct is None or not uses_direct(spec) or spec.groups > 64 \
+            or (pays is not None and not pays(spec)):
         return False
     g = spec.groups
     wg = np.asarray(w, dtype=spec.dtype).reshape(g, spec.out_shape[1] // g, spec.w_shape[1], *spec.kernel)

@@ -155,7 +155,7 @@ def run_direct(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     else:
         xg = grouped(pad(x, spec), g)  # (N, G, Cg, *padded)
         pads = ((0, 0),) * spec.nd
-    factors = separable_factors(wg, xg) if spec.nd == 2 else None
+    factors = separable_factors(wg, xg) if spec.nd == 2 and separable_pays(spec) else None
     if factors is None:
         out = accumulate(xg, wg, spec.stride, spec.dilation, pads, spec.out_shape[2:], jit=jit)
     else:
@@ -203,6 +203,31 @@ def separable_factors(wg: np.ndarray, xg: np.ndarray) -> tuple[np.ndarray, np.nd
     if not (s[:, 1] <= tol * s[:, 0]).all() or not np.isfinite(xg).all():
         return None
     return ((u[:, :, 0] * s[:, :1]).astype(wg.dtype), vt[:, 0, :].astype(wg.dtype))
+
+
+#: What running a rank-1 kernel as two compiled passes costs beyond their :func:`jit_work`, per
+#: output element, in multiply-adds: the full-size intermediate (fresh pages written, then read) and
+#: the finiteness check of ``x``. Fitted 2026-11-30 on a 2048x2048 float64 image, 'same': two passes
+#: lost at k = 5 (36 vs 26 ms), tied at 7 (41 vs 39), won from 9 (44 vs 46) to 15 (50 vs 102).
+SEPARABLE_MACS = 60.0
+
+
+def separable_work(spec: ConvSpec) -> float:
+    """:func:`jit_work` of a rank-1 kernel run as a column pass, then a row pass, with their intermediate."""
+    kh, kw = spec.kernel
+    return jit_work(spec, (kh, 1)) + jit_work(spec, (1, kw)) + SEPARABLE_MACS * math.prod(spec.out_shape)
+
+
+def separable_pays(spec: ConvSpec) -> bool:
+    """Whether two 1-D passes beat the dense direct sum for a rank-1 kernel of ``spec``.
+
+    Always on the NumPy path (``kh + kw`` passes instead of ``kh * kw``); for the compiled kernel
+    when :func:`separable_work` is below :func:`jit_work` of the whole kernel (from about 9x9: a 3x3
+    kernel's one fused pass took 13-15 ms on 2048x2048 float64, its two passes 40-43 ms).
+    """
+    if spec.nd != 2 or not _jit_suits(spec, spec.macs):
+        return True
+    return separable_work(spec) < jit_work(spec, spec.kernel)
 
 
 def _maybe_rank1(k: np.ndarray, tol: float) -> bool:
