@@ -197,6 +197,64 @@ def test_compiled_kernels_take_the_column_dilation(dilation, rng):
             np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-11)
 
 
+@st.composite
+def channels_last_problems(draw):
+    """A 2-D problem the compiled kernels run channels-last: F(4,3), groups=1, >= 16 channels each way."""
+    lo = winograd.CHANNELS_LAST_MIN
+    c_in, c_out = draw(st.integers(lo, lo + 4)), draw(st.integers(lo, lo + 4))
+    n = draw(st.integers(1, 3))
+    spatial = (draw(st.integers(1, 14)), draw(st.integers(1, 14)))
+    dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2])))
+    pads = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+    pads = tuple((lo_ + max(0, 2 * d + 1 - s - lo_ - hi), hi) for s, d, (lo_, hi) in zip(spatial, dilation, pads))
+    mode = draw(st.sampled_from(["zeros", "zeros", "zeros", "replicate"]))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, c_in, *spatial)).astype(dtype)
+    if draw(st.booleans()):  # a strided view, as a dilation phase or a user's slice is
+        x = np.repeat(x, 2, axis=3)[..., ::2]
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    kw = {"padding": pads, "dilation": dilation, "padding_mode": mode}
+    return x, w, kw, draw(st.sampled_from([1, 2, -1, -2])), draw(st.sampled_from([1, 2]))
+
+
+@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+@settings(max_examples=40)
+@given(problem=channels_last_problems())
+def test_channels_last_kernels_match_reference(problem):
+    x, w, kw, block, threads = problem
+    spec = parse_conv("test", x, w, None, **kw).spec
+    assert winograd.channels_last(spec, 4)
+    out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads)
+    assert_close(out, convdot.conv(x, w, method="reference", **kw), _scale(x, w, **kw))
+
+
+@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_channels_last_kernels_place_non_finite_values(bad, rng):
+    x = rng.standard_normal((2, 16, 9, 10)).astype(np.float32)
+    x[1, 7, 4, 9] = bad
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    spec = parse_conv("test", x, w, None, padding=1).spec
+    out = winograd.run(x, w, spec, tile=4, backend="jit", block=1, threads=2)
+    ref = convdot.conv(x, w, padding=1, method="reference")
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
+    with np.errstate(invalid="ignore"):
+        assert_close(out, ref, _scale(np.nan_to_num(x, posinf=0), w, padding=1))
+
+
+def test_channels_last_only_with_many_channels_and_no_groups():
+    def spec(c_in, c_out, groups=1):
+        x, w = np.ones((1, c_in, 8, 8), np.float32), np.ones((c_out, c_in // groups, 3, 3), np.float32)
+        return parse_conv("t", x, w, None, padding=1, groups=groups).spec
+
+    assert winograd.channels_last(spec(16, 16), 4)
+    assert not winograd.channels_last(spec(16, 16), 2)
+    assert not winograd.channels_last(spec(8, 64), 4)
+    assert not winograd.channels_last(spec(64, 8), 4)
+    assert not winograd.channels_last(spec(64, 64, groups=2), 4)
+
+
 def test_dilation_phases_cover_the_output_once():
     spec = parse_conv("t", np.ones((1, 1, 11, 9)), np.ones((1, 1, 3, 3)), None, dilation=(3, 2), padding=(2, 1)).spec
     seen = np.zeros(spec.out_shape[2:], int)

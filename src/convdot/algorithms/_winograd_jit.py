@@ -281,6 +281,121 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: n
             _interleave(Y, out, line, n, o, r0, 2, th, tw, dw, twp)
 
 
+# ----------------------------------------------------------------- channels-last F(4,3), groups=1
+#
+# With many channels the transforms run along the channel axis instead: ``V`` is ``(P, B, C_in)``
+# and ``M`` is ``(P, B, C_out)``, so ``M[p] = V[p] @ U[p]^T`` is one GEMM per point whose inner
+# dimension is contiguous (BLAS takes ``U[p]^T`` as a transposed view), and the output tiles of
+# every channel come out together. The input rows of a tile row are transposed once into a
+# ``(row, column, channel)`` scratch ``T`` (the two rows a tile row shares with the next are kept,
+# not read again); the row and column transforms are then loops over contiguous channel vectors.
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _bt6(d, o, k2, k4, k5):  # pragma: no cover - compiled
+    """``o[0:6, c] = (B^T d)[:, c]`` for the 6x6 ``B^T`` of F(4,3); ``d`` and ``o`` are ``(6, C)``."""
+    for c in range(d.shape[1]):
+        d0 = d[0, c]
+        d1 = d[1, c]
+        d2 = d[2, c]
+        d3 = d[3, c]
+        d4 = d[4, c]
+        d5 = d[5, c]
+        a = d4 - k4 * d2
+        b = d3 - k4 * d1
+        e = d4 - d2
+        g = k2 * (d3 - d1)
+        o[0, c] = k4 * d0 - k5 * d2 + d4
+        o[1, c] = a + b
+        o[2, c] = a - b
+        o[3, c] = e + g
+        o[4, c] = e - g
+        o[5, c] = k4 * d1 - k5 * d3 + d5
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _at4(m, o, k2, k4, k8):  # pragma: no cover - compiled
+    """``o[0:4, c] = (A^T m)[:, c]`` for the 4x6 ``A^T`` of F(4,3); ``m`` is ``(6, C)``, ``o`` ``(4, C)``."""
+    for c in range(m.shape[1]):
+        a = m[1, c] + m[2, c]
+        b = m[3, c] + m[4, c]
+        e = m[1, c] - m[2, c]
+        g = m[3, c] - m[4, c]
+        o[0, c] = m[0, c] + a + b
+        o[1, c] = e + k2 * g
+        o[2, c] = a + k4 * b
+        o[3, c] = e + k8 * g + m[5, c]
+
+
+@njit(nogil=True, cache=True)
+def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw):  # pragma: no cover - compiled
+    """``V[:, b, c] = (B^T d B).ravel()`` for the tiles of tile rows ``r0:r1``; returns the non-finite inputs' count.
+
+    Tile row ``r`` is row ``i = r % th`` of image ``n0 + r // th``; it reads input rows from
+    ``top0 + 4*i`` and its tiles are ``b = (r - rb)*tw + j`` of ``V``.
+    """
+    k2, k4, k5 = K[0], K[1], K[2]
+    _, c_in, h, w = x.shape
+    wp = 4 * tw + 2
+    T = np.zeros((6, wp, c_in), dtype=V.dtype)  # columns outside x stay zero
+    R = np.empty((6, wp, c_in), dtype=V.dtype)
+    lo, hi = max(0, pl), min(wp, pl + w)
+    bad = 0
+    for r in range(r0, r1):
+        n = n0 + r // th
+        i = r % th
+        first = 0
+        if r > r0 and i > 0:  # rows 4, 5 of the last tile row are rows 0, 1 of this one
+            T[0] = T[4]
+            T[1] = T[5]
+            first = 2
+        for a in range(first, 6):
+            y = top0 + 4 * i + a
+            if y < 0 or y >= h:
+                T[a] = 0
+                continue
+            ta = T[a]
+            for c in range(c_in):  # read along the row, write along the channels
+                src = x[n, c, y]
+                for col in range(lo, hi):
+                    v = src[col - pl]
+                    bad += (v - v) != 0
+                    ta[col, c] = v
+        for col in range(wp):  # rows: B^T d
+            _bt6(T[:, col], R[:, col], k2, k4, k5)
+        base = (r - rb) * tw
+        for j in range(tw):  # columns: (B^T d) B
+            for p in range(6):
+                _bt6(R[p, 4 * j:4 * j + 6], V[6 * p:6 * p + 6, base + j], k2, k4, k5)
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw):  # pragma: no cover - compiled
+    """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`)."""
+    k2, k4, k8 = K[0], K[1], K[3]
+    c_out = M.shape[2]
+    oh, ow = out.shape[2], out.shape[3]
+    S = np.empty((4, 6, c_out), dtype=M.dtype)  # S[a, q] = (A^T m)[a, q]
+    Y = np.empty((4, 4 * tw, c_out), dtype=M.dtype)  # one tile row of outputs, channels last
+    for r in range(r0, r1):
+        n = n0 + r // th
+        i = r % th
+        base = (r - rb) * tw
+        for j in range(tw):
+            for q in range(6):  # rows: A^T m
+                _at4(M[q:36:6, base + j], S[:, q], k2, k4, k8)
+            for a in range(4):  # columns: (A^T m) A
+                _at4(S[a], Y[a, 4 * j:4 * j + 4], k2, k4, k8)
+        for a in range(min(4, oh - row0 - 4 * i)):
+            y = row0 + 4 * i + a
+            ya = Y[a]
+            for o in range(c_out):  # read along the channels, write along the row
+                dst = out[n, o, y]
+                for col in range(ow):
+                    dst[col] = ya[col, o]
+
+
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}
 
 
