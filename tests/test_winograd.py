@@ -296,9 +296,14 @@ def test_rows_of_one_image_in_blocks_match_whole_images(rng):
 def test_default_block_bounds_the_transformed_tiles():
     spec = parse_conv("t", np.broadcast_to(np.float32(1), (32, 128, 28, 28)), np.ones((128, 128, 3, 3), np.float32),
                       None, padding=1).spec
-    block = winograd.default_block(spec, 4)
+    block = winograd.default_block(spec, 2)
     assert 0 < block <= 32
-    assert block * winograd.scratch_per_image(spec, 4, "jit") <= winograd.BLOCK_BYTES
+    assert block * winograd.scratch_per_image(spec, 2, "jit") <= winograd.BLOCK_BYTES
+    # channels-last: tile rows per thread's chunk, whose tiles and products fit in FUSED_BYTES
+    assert winograd.channels_last(spec, 4)
+    rows = -winograd.default_block(spec, 4, "jit", 2)
+    per_row = winograd.scratch_per_image(spec, 4, "jit") // winograd.tile_grid(spec, 4)[0]
+    assert rows >= 1 and rows * per_row <= winograd.FUSED_BYTES < (rows + 1) * per_row
     image = np.broadcast_to(np.float32(1), (1, 64, 2048, 2048))  # a 1 GiB shape, no memory
     big = parse_conv("t", image, np.ones((64, 64, 3, 3), np.float32), None, padding=1).spec
     assert winograd.default_block(big, 4) < 0  # one image does not fit: blocks of tile rows
