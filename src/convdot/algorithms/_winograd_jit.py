@@ -328,15 +328,18 @@ def _at4(m, o, k2, k4, k8):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw):  # pragma: no cover - compiled
+def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``V[:, b, c] = (B^T d B).ravel()`` for the tiles of tile rows ``r0:r1``; returns the non-finite inputs' count.
 
     Tile row ``r`` is row ``i = r % th`` of image ``n0 + r // th``; it reads input rows from
-    ``top0 + 4*i`` and its tiles are ``b = (r - rb)*tw + j`` of ``V``.
+    ``top0 + 4*i`` and its tiles are ``b = (r - rb)*tw + j`` of ``V``. With a column dilation
+    ``dw > 1``, tile ``j = pc*twp + jj`` is tile ``jj`` of column phase ``pc`` (as in :func:`_split`).
     """
     k2, k4, k5 = K[0], K[1], K[2]
     _, c_in, h, w = x.shape
-    wp = 4 * tw + 2
+    if dw == 1:
+        twp = tw
+    wp = dw * (4 * twp + 2)
     T = np.zeros((6, wp, c_in), dtype=V.dtype)  # columns outside x stay zero
     R = np.empty((6, wp, c_in), dtype=V.dtype)
     lo, hi = max(0, pl), min(wp, pl + w)
@@ -364,29 +367,36 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw):  # pragma: no cover
         for col in range(wp):  # rows: B^T d
             _bt6(T[:, col], R[:, col], k2, k4, k5)
         base = (r - rb) * tw
-        for j in range(tw):  # columns: (B^T d) B
-            for p in range(6):
-                _bt6(R[p, 4 * j:4 * j + 6], V[6 * p:6 * p + 6, base + j], k2, k4, k5)
+        for pc in range(dw):  # columns: (B^T d) B
+            for jj in range(twp):
+                c0 = pc + 4 * dw * jj
+                for p in range(6):
+                    _bt6(R[p, c0:c0 + 5 * dw + 1:dw], V[6 * p:6 * p + 6, base + pc * twp + jj], k2, k4, k5)
     return bad
 
 
 @njit(nogil=True, cache=True)
-def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw):  # pragma: no cover - compiled
+def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`)."""
     k2, k4, k8 = K[0], K[1], K[3]
     c_out = M.shape[2]
     oh, ow = out.shape[2], out.shape[3]
+    if dw == 1:
+        twp = tw
     S = np.empty((4, 6, c_out), dtype=M.dtype)  # S[a, q] = (A^T m)[a, q]
-    Y = np.empty((4, 4 * tw, c_out), dtype=M.dtype)  # one tile row of outputs, channels last
+    Y = np.empty((4, 4 * dw * twp, c_out), dtype=M.dtype)  # one tile row of outputs, channels last
     for r in range(r0, r1):
         n = n0 + r // th
         i = r % th
         base = (r - rb) * tw
-        for j in range(tw):
-            for q in range(6):  # rows: A^T m
-                _at4(M[q:36:6, base + j], S[:, q], k2, k4, k8)
-            for a in range(4):  # columns: (A^T m) A
-                _at4(S[a], Y[a, 4 * j:4 * j + 4], k2, k4, k8)
+        for pc in range(dw):
+            for jj in range(twp):
+                b = base + pc * twp + jj
+                c0 = pc + 4 * dw * jj
+                for q in range(6):  # rows: A^T m
+                    _at4(M[q:36:6, b], S[:, q], k2, k4, k8)
+                for a in range(4):  # columns: (A^T m) A
+                    _at4(S[a], Y[a, c0:c0 + 3 * dw + 1:dw], k2, k4, k8)
         for a in range(min(4, oh - row0 - 4 * i)):
             y = row0 + 4 * i + a
             ya = Y[a]
@@ -394,7 +404,6 @@ def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw):  # pragma: no cover 
                 dst = out[n, o, y]
                 for col in range(ow):
                     dst[col] = ya[col, o]
-
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}
 

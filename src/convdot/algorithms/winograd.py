@@ -296,9 +296,9 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
         whole = 0 if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0 else padded
         copy += whole + (padded + array_bytes(spec.out_shape, spec.dtype)) // int(np.prod(spec.dilation))
     if backend == "jit" and channels_last(spec, m):  # every thread its own chunk of tile rows
-        per_row = scratch_per_image(spec, m, backend) // tile_grid(spec, m)[0]
-        share = int(0.9 * scratch_budget(spec, copy)) // max(1, threads)
-        return -int(max(1, min(FUSED_BYTES, share) // max(per_row, 1)))
+        per_row, fixed = _fused_bytes(spec)
+        share = int(0.9 * scratch_budget(spec, copy)) // max(1, threads) - fixed
+        return -int(max(1, min(FUSED_BYTES, share) // per_row))
     # 10% kept back for the small arrays around the blocks
     budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy)))
     budget //= 1 if backend == "jit" else max(1, threads)
@@ -307,6 +307,19 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
         return int(max(1, min(spec.out_shape[0], budget // per_image)))
     per_row = per_image // tile_grid(spec, m)[0]
     return -int(max(1, budget // max(per_row, 1)))
+
+
+def _fused_bytes(spec: ConvSpec) -> tuple[int, int]:
+    """Bytes per tile row of a thread's chunk (``V`` and ``M``), and its kernels' fixed scratch, channels-last.
+
+    With a column dilation ``d`` a row holds ``d`` column phases of ``ceil(ceil(OW/d)/4)`` tiles each.
+    """
+    d = spec.dilation[1]
+    phase_cols = -(-spec.out_shape[3] // d)
+    tw = d * -(-phase_cols // 4)
+    c_in, c_out, item = spec.x_shape[1], spec.out_shape[1], spec.dtype.itemsize
+    fixed = (2 * 6 * d * (4 * tw // d + 2) * c_in + (4 * 4 * tw + 24) * c_out) * item  # T, R; Y, S
+    return 36 * (c_in + c_out) * tw * item, fixed
 
 
 # --------------------------------------------------------------------------- run
@@ -433,12 +446,10 @@ def _column_dilated(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice
 def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
              out: np.ndarray | None = None) -> np.ndarray | None:
     """``spec`` computed into ``out`` (a new array when None); None when the compiled kernel met NaN/inf."""
-    # The planar compiled kernels take a column dilation themselves (the tiles of every column phase
-    # side by side in one row of tiles): only the rows are split into phases, and output rows are
-    # written whole. The channels-last ones read and write every phase as a strided view.
-    cols = params.backend == "jit" and not channels_last(spec, params.tile) and spec.nd == 2 \
-        and spec.kernel[1] == 3 and spec.dilation[1] != 1 and PAD_MODES[spec.padding_mode] == "constant" \
-        and spec.fillvalue == 0
+    # The compiled kernels take a column dilation themselves (the tiles of every column phase side by
+    # side in one row of tiles): only the rows are split into phases, and output rows are written whole.
+    cols = params.backend == "jit" and spec.nd == 2 and spec.kernel[1] == 3 and spec.dilation[1] != 1 \
+        and PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
     if any(d != 1 for d in (spec.dilation[:1] if cols else spec.dilation)):
         phases = _column_dilated(spec) if cols else dilation_phases(spec)
         xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
@@ -556,7 +567,7 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     twp = -(-phase_cols // m)  # tiles per row of one column phase
     tw = dw * twp
     if cl:
-        return _run_fused(xs, u[:, 0], k, out, spec, params, pt, pl, tw)
+        return _run_fused(xs, u[:, 0], k, out, spec, params, pt, pl, (tw, dw, twp))
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
@@ -603,7 +614,7 @@ def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, p
 
 
 
-def _run_fused(xs, ut, k, out, spec, params, pt, pl, tw) -> np.ndarray | None:
+def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     """The channels-last F(4,3) path: each thread transforms, multiplies and transforms back its chunks.
 
     The tile rows of all images, ``r = n*th + i``, are split between the threads; each runs its
@@ -612,10 +623,11 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, tw) -> np.ndarray | None:
     (:data:`FUSED_BYTES`). Measured on the resnet-3x3 layers against one GEMM per point over a
     whole block, both threads on each stage: 1.5-2x faster, as V and M no longer go to memory
     and back. The GEMMs of the two threads run at once on OpenBLAS, which takes concurrent callers.
-    Returns None when ``xs`` holds NaN or inf.
+    ``cols = (tw, dw, twp)`` as in :func:`_jit_blocks`. Returns None when ``xs`` holds NaN or inf.
     """
     from . import _winograd_jit as jit
 
+    tw, dw, twp = cols
     dt, th = spec.dtype, tile_grid(spec, 4)[0]
     c_in, c_out = spec.x_shape[1], spec.out_shape[1]
     rows = spec.out_shape[0] * th
@@ -633,10 +645,10 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, tw) -> np.ndarray | None:
             mv = flat[sizes[0]:].reshape(36, chunk * tw, c_out)
             for a in range(r0, r1, chunk):
                 b = min(r1, a + chunk)
-                if jit.input_f43_cl(xs, v, k, a, b, a, 0, -pt, pl, th, tw):
+                if jit.input_f43_cl(xs, v, k, a, b, a, 0, -pt, pl, th, tw, dw, twp):
                     return False
                 np.matmul(v[:, :(b - a) * tw], ut, out=mv[:, :(b - a) * tw])
-                jit.output_f43_cl(mv, out, k, a, b, a, 0, 0, th, tw)
+                jit.output_f43_cl(mv, out, k, a, b, a, 0, 0, th, tw, dw, twp)
             return True
         finally:
             _give(raw)
