@@ -102,3 +102,33 @@ def test_dask_twins_take_threads(pools, rng):
     img = da.from_array(x[0, 0].astype(np.float64), chunks=10)
     np.testing.assert_allclose(convdot.dask.correlate2d(img, w[0, 0], "same", threads=2).compute(scheduler="sync"),
                                convdot.correlate2d(x[0, 0].astype(np.float64), w[0, 0], "same"), rtol=1e-6)
+
+
+def test_blas_single_sets_one_thread_and_the_last_one_out_restores(monkeypatch):
+    class FakeBlas:
+        def __init__(self, n):
+            self.num_threads = n
+
+        def set_num_threads(self, n):
+            self.num_threads = n
+
+    libs = (FakeBlas(2), FakeBlas(4))
+    monkeypatch.setattr(_threads, "_blas_libraries", lambda: libs)
+    with _threads.blas_single():
+        assert [lib.num_threads for lib in libs] == [1, 1]
+        with _threads.blas_single():  # a second caller (another thread's call) overlapping the first
+            assert [lib.num_threads for lib in libs] == [1, 1]
+        assert [lib.num_threads for lib in libs] == [1, 1]  # the first is still inside
+    assert [lib.num_threads for lib in libs] == [2, 4]
+    with pytest.raises(RuntimeError), _threads.blas_single():
+        raise RuntimeError("restored on errors too")
+    assert [lib.num_threads for lib in libs] == [2, 4]
+
+
+def test_blas_single_reaches_the_real_blas():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    with _threads.blas_single():
+        inside = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert inside and set(inside) == {1}
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before

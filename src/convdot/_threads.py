@@ -4,13 +4,15 @@ The count is, in order: an explicit ``threads=`` argument, the innermost :func:`
 ``CONVDOT_NUM_THREADS`` environment variable, the CPUs this process may run on. It governs
 convdot's thread pool (the Winograd transforms, blocks of images); the BLAS inside ``np.matmul``
 keeps its own setting (``OPENBLAS_NUM_THREADS`` and friends). Work is split only where the pieces release the GIL
-(compiled kernels, large NumPy operations, ``np.matmul``).
+(compiled kernels, large NumPy operations, ``np.matmul``). Where convdot's threads each call the
+BLAS at once, :func:`blas_single` asks the BLAS for one thread per call (with ``threadpoolctl``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import os
 import threading
@@ -86,3 +88,45 @@ def run_parallel(fn: Callable[..., T], jobs: Sequence[tuple], threads: int) -> l
         if pool is None:
             pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="convdot")
     return list(pool.map(lambda job: fn(*job), jobs))
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved: list[int] = []
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl's controllers of the loaded BLAS libraries (none without threadpoolctl)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return ()
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@contextlib.contextmanager
+def blas_single() -> Iterator[None]:
+    """Within the block, the BLAS runs each call on one thread (when ``threadpoolctl`` is installed).
+
+    For GEMMs that convdot's own threads issue at once: OpenBLAS, asked by two callers at once for
+    GEMMs large enough to split, split both over its pool (the resnet-3x3-28 Winograd with 84-tile
+    chunks ran 1.9x slower). The setting is process-wide: the first caller in sets it, the last one
+    out restores it.
+    """
+    global _blas_users, _blas_saved
+    libs = _blas_libraries()
+    with _blas_lock:
+        _blas_users += 1
+        if _blas_users == 1:
+            _blas_saved = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                for lib, n in zip(libs, _blas_saved):
+                    lib.set_num_threads(n)

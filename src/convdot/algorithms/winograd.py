@@ -622,7 +622,7 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     ``V`` ``(P, B, C_in)`` and ``M = V @ U^T`` ``(P, B, C_out)``, which stay in its core's cache
     (:data:`FUSED_BYTES`). Measured on the resnet-3x3 layers against one GEMM per point over a
     whole block, both threads on each stage: 1.5-2x faster, as V and M no longer go to memory
-    and back. The GEMMs of the two threads run at once on OpenBLAS, which takes concurrent callers.
+    and back. The threads' GEMMs run at once, each on one BLAS thread (:func:`convdot._threads.blas_single`).
     ``cols = (tw, dw, twp)`` as in :func:`_jit_blocks`. Returns None when ``xs`` holds NaN or inf.
     """
     from . import _winograd_jit as jit
@@ -653,4 +653,6 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
         finally:
             _give(raw)
 
-    return out if all(_threads.run_parallel(work, parts, params.threads)) else None
+    with _threads.blas_single():
+        done = _threads.run_parallel(work, parts, params.threads)
+    return out if all(done) else None
