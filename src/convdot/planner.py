@@ -134,6 +134,12 @@ def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
             "calls": 10.0 * (c["blocks"] + c["transforms"])}
 
 
+#: How much slower than :data:`MACHINE`'s GEMM rate the planar Winograd GEMMs run (see counts_winograd).
+PLANAR_GEMM_FACTOR = 2.0
+#: The channels-last Winograd GEMMs of ``B`` tiles cost ``1 + SMALL_GEMM_TILES / B`` times their flops.
+SMALL_GEMM_TILES = 4.0
+
+
 def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Tiles transformed, one GEMM per transform point, products transformed back.
 
@@ -156,12 +162,28 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
         counts = _gemm(spec, 2.0 * points * tiles * c_out * cg)
     # the transformed kernel, (m+2)**nd / 3**nd times the weight, is read from memory by every block
     nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
+    fused = params.get("backend") == "jit" and winograd.channels_last(spec, m)
+    if fused:  # every chunk of every thread reads it
+        rows = -(-n * winograd.tile_grid(spec, m)[0] // max(1, params.get("threads", 1)))
+        nblocks = max(1, params.get("threads", 1)) * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
     counts["dram"] = float(points * c_out * cg * item * nblocks)
     if any(d != 1 for d in spec.dilation):  # each phase copied in and its output out
         counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec)
-    if params.get("backend") == "jit":
+    if fused:  # the transformed tiles and products stay in the thread's cache
+        counts["jit"] = _io_bytes(spec)
+        counts["calls"] = 20.0 * nblocks
+        # a GEMM of few tiles (rows) runs below the GEMM rate: 2 tiles per chunk (a 7x7 image)
+        # ran 1.3x slower than the planar F(2,3), 20 tiles (14x14) 1.3x faster
+        tiles_per_chunk = winograd.chunk_rows(spec, m, params.get("block", 1)) * winograd.tile_grid(spec, m)[1]
+        if "gemm" in counts:
+            counts["gemm"] *= 1.0 + SMALL_GEMM_TILES / tiles_per_chunk
+    elif params.get("backend") == "jit":
         counts["jit"] = tx + _io_bytes(spec)
-        counts["calls"] = 60.0 * len(winograd.blocks(spec, m, params.get("block", 1)))
+        counts["calls"] = 60.0 * nblocks
+        # the planar GEMMs (tiles as the contiguous axis) ran at 65-95 GFLOP/s here, the model's
+        # GEMM rate being 180: 1.5-2.4x slower than the channels-last path on 7 of 8 layers measured
+        if "gemm" in counts:
+            counts["gemm"] *= PLANAR_GEMM_FACTOR
     else:
         # tensordot over axes of a+2 points runs far below copy speed: fitted on this machine to
         # about 30 passes' worth of the transformed tiles, and 150 NumPy calls per block

@@ -309,6 +309,12 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     return -int(max(1, budget // max(per_row, 1)))
 
 
+def chunk_rows(spec: ConvSpec, m: int, block: int) -> int:
+    """Tile rows per chunk of the channels-last path: ``block`` images' rows, or ``-block`` rows."""
+    th = tile_grid(spec, m)[0]
+    return max(1, min(spec.out_shape[0] * th, block * th if block > 0 else -block))
+
+
 def _fused_bytes(spec: ConvSpec) -> tuple[int, int]:
     """Bytes per tile row of a thread's chunk (``V`` and ``M``), and its kernels' fixed scratch, channels-last.
 
@@ -631,7 +637,7 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     dt, th = spec.dtype, tile_grid(spec, 4)[0]
     c_in, c_out = spec.x_shape[1], spec.out_shape[1]
     rows = spec.out_shape[0] * th
-    chunk = min(rows, params.block * th if params.block > 0 else -params.block)
+    chunk = chunk_rows(spec, 4, params.block)
     sizes = (36 * chunk * tw * c_in, 36 * chunk * tw * c_out)  # elements of V and of M
     parts = _threads.split(0, rows, params.threads)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize * len(parts), "winograd")
