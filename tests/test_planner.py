@@ -139,3 +139,43 @@ def test_parameters_for_winograd_follow_the_model():
     params = planner.parameters("winograd", spec, threads=1)
     assert params["tile"] in (2, 4) and params["threads"] == 1 and params["backend"] in ("numpy", "jit")
     assert planner.parameters("im2col", spec, threads=2) == {"threads": 2}
+
+
+def _compiled_winograd_layer():
+    from convdot.algorithms import winograd
+
+    if "jit" not in winograd.backends_for(parse_conv("t", np.ones((1, 1, 8, 8), np.float32),
+                                                     np.ones((1, 1, 3, 3), np.float32), None).spec):
+        pytest.skip("numba (convdot[fast]) not installed")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 32, 40, 40)), rng.standard_normal((32, 32, 3, 3))
+    return x.astype(np.float32), w.astype(np.float32)
+
+
+def test_auto_leaves_the_nan_check_to_the_compiled_winograd_kernels(monkeypatch):
+    x, w = _compiled_winograd_layer()
+    scanned = []
+    real = planner._all_finite
+    monkeypatch.setattr(planner, "_all_finite", lambda a: scanned.append(a.size) or real(a))
+    out = convdot.conv2d(x, w, padding=1)
+    assert x.size not in scanned and w.size in scanned  # the kernels read every value of x anyway
+    np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=1, method="im2col"), atol=1e-3)
+    assert "nonfinite" not in convdot.plan(x, w, padding=1).params  # what a user is shown is checked in full
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_found_by_the_kernels_sends_auto_back_to_a_direct_method(bad, monkeypatch):
+    from convdot.algorithms import winograd
+
+    x, w = _compiled_winograd_layer()
+    x[2, 7, 39, 0] = bad
+    calls = []
+    real = winograd.run
+    monkeypatch.setattr(winograd, "run", lambda *a, **k: calls.append(k.get("nonfinite")) or real(*a, **k))
+    out = convdot.conv2d(x, w, padding=1)
+    assert calls == ["raise"]  # tried once, abandoned before writing any output, never rerun as a transform
+    ref = convdot.conv2d(x, w, padding=1, method="reference")
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
+    np.testing.assert_allclose(np.nan_to_num(out, posinf=0, neginf=0), np.nan_to_num(ref, posinf=0, neginf=0),
+                               atol=1e-3)
+    assert convdot.plan(x, w, padding=1).method != "winograd"

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _threads, planner
 from ._spec import Parsed
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, NonFiniteInput
 
 
 @functools.cache
@@ -20,11 +20,15 @@ def _run_options(name: str) -> frozenset[str]:
     return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
-def resolve(parsed: Parsed, method: str) -> tuple[str, dict[str, Any]]:
-    """Turn "auto"/"direct" into a method and the plan's options for it; check the method can run."""
+def resolve(parsed: Parsed, method: str, *, defer_finite: bool = False) -> tuple[str, dict[str, Any]]:
+    """Turn "auto"/"direct" into a method and the plan's options for it; check the method can run.
+
+    With ``defer_finite``, the plan may leave the NaN/inf check to Winograd's compiled kernels
+    (see :func:`convdot.planner.choose`).
+    """
     spec = parsed.spec
     if method in ("auto", "direct"):
-        plan = planner.choose(spec, parsed.x, parsed.w, direct_only=method == "direct")
+        plan = planner.choose(spec, parsed.x, parsed.w, direct_only=method == "direct", defer_finite=defer_finite)
         return plan.method, {k: v for k, v in plan.params.items() if k in _run_options(plan.method)}
     reason = ALGORITHMS[method].unsupported(spec, parsed.x, parsed.w)
     if reason:
@@ -47,10 +51,14 @@ def execute(parsed: Parsed, method: str, threads: int | None = None) -> np.ndarr
     default, see :mod:`convdot._threads`) and return what the user asked for."""
     spec = parsed.spec
     with _threads.using(threads, func=spec.func):
-        name, options = resolve(parsed, method)
+        name, options = resolve(parsed, method, defer_finite=True)
         x = parsed.x if parsed.input_dilation is None else dilate_input(parsed.x, parsed.input_dilation)
         with np.errstate(invalid="ignore"):  # inf - inf and 0 * inf are NaN by definition, not a surprise
-            out = ALGORITHMS[name].run(x, parsed.w, spec, **options)  # the plan's (or the tuned) parameters
+            try:
+                out = ALGORITHMS[name].run(x, parsed.w, spec, **options)  # the plan's (or the tuned) parameters
+            except NonFiniteInput:  # the kernels met NaN/inf the plan left to them: plan again, knowing
+                name, options = resolve(parsed, method)
+                out = ALGORITHMS[name].run(x, parsed.w, spec, **options)
     if parsed.crop is not None and any(lo or hi for lo, hi in parsed.crop):
         out = out[(slice(None), slice(None), *(slice(lo, o - hi) for (lo, hi), o in zip(parsed.crop, out.shape[2:])))]
     if parsed.bias is not None:

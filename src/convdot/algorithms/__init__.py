@@ -9,6 +9,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import fft, im2col, reference, sliding, winograd
+from ._common import NonFiniteInput
+
+__all__ = ["ALGORITHMS", "NonFiniteInput"]
 
 ALGORITHMS: dict[str, ModuleType] = {
     "reference": reference,

@@ -11,6 +11,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._spec import PAD_MODES, ConvSpec
 
 
+class NonFiniteInput(Exception):
+    """NaN or inf met by a method asked to raise (``nonfinite="raise"``), before writing any output.
+
+    A signal for ``auto`` to plan again, never seen by users (the class name says what, not "Error").
+    """
+
+
 def pad(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """``x`` cast to the compute dtype and padded by ``spec.pads`` with ``spec.padding_mode``.
 

@@ -54,7 +54,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, finite_fixup, pad, scratch_budget
+from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, pad, scratch_budget
 
 #: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
 #: plus the point at infinity.
@@ -332,7 +332,7 @@ def _fused_bytes(spec: ConvSpec) -> tuple[int, int]:
 
 
 def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None, block: int | None = None,
-        threads: int | None = None, backend: str | None = None) -> np.ndarray:
+        threads: int | None = None, backend: str | None = None, nonfinite: str = "fixup") -> np.ndarray:
     """Winograd F(m, 3) correlation; returns ``(N, C_out, *out)`` in ``spec.dtype``.
 
     Parameters
@@ -346,6 +346,10 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None
     tile, block, threads, backend : optional
         Output tile size (2 or 4), images per block, threads, "jit" or "numpy"; by default what
         :func:`convdot.planner.parameters` chooses for the problem.
+    nonfinite : {"fixup", "raise"}
+        NaN/inf in ``x``: computed exactly as the direct sum would ("fixup"), or
+        :class:`~convdot.algorithms.NonFiniteInput` raised (what ``auto`` asks for when it left the
+        check to the compiled kernels, see :func:`convdot.planner.choose`).
 
     Returns
     -------
@@ -368,6 +372,8 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None
         out = _compute(x, w, spec, params)
         if out is not None:  # None: the compiled kernel found NaN/inf in x
             return _zero_padding_windows(out, spec)
+    if nonfinite == "raise":
+        raise NonFiniteInput(f"{spec.func}: x or weight holds NaN or inf")
     # Non-finite values: transform zeros in their place, then put the direct sums back.
     xs = np.where(np.isfinite(x), x, 0)
     ws = np.where(np.isfinite(w), w, 0)
