@@ -15,6 +15,7 @@ import convdot
 from conftest import TOL, assert_close
 from convdot._spec import parse_conv
 from convdot.algorithms import winograd
+from convdot.algorithms._common import scratch_budget
 
 BACKENDS = ["numpy"] + (["jit"] if winograd.jit_available() else [])
 
@@ -230,6 +231,23 @@ def test_channels_last_kernels_match_reference(problem):
 
 
 @pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+@settings(max_examples=20)
+@given(problem=channels_last_problems())
+def test_channels_last_threads_sharing_chunks_match_reference(problem):
+    """A large transformed kernel: the threads share each chunk and split its output channels."""
+    x, w, kw, block, threads = problem
+    spec = parse_conv("test", x, w, None, **kw).spec
+    real = winograd.SPLIT_U_BYTES
+    winograd.SPLIT_U_BYTES = 0  # every problem counts as large (a real one takes seconds in the reference)
+    try:
+        assert winograd.splits_channels(spec)
+        out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads + 1)
+    finally:
+        winograd.SPLIT_U_BYTES = real
+    assert_close(out, convdot.conv(x, w, method="reference", **kw), _scale(x, w, **kw))
+
+
+@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_channels_last_kernels_place_non_finite_values(bad, rng):
     x = rng.standard_normal((2, 16, 9, 10)).astype(np.float32)
@@ -304,6 +322,13 @@ def test_default_block_bounds_the_transformed_tiles():
     rows = -winograd.default_block(spec, 4, "jit", 2)
     per_row = winograd.scratch_per_image(spec, 4, "jit") // winograd.tile_grid(spec, 4)[0]
     assert rows >= 1 and rows * per_row <= winograd.FUSED_BYTES < (rows + 1) * per_row
+    # a large transformed kernel (9.4 MB): one chunk at a time, shared, within the memory budget
+    r14 = parse_conv("t", np.broadcast_to(np.float32(1), (8, 256, 14, 14)), np.ones((256, 256, 3, 3), np.float32),
+                     None, padding=1).spec
+    assert winograd.splits_channels(r14) and not winograd.splits_channels(spec)
+    rows = -winograd.default_block(r14, 4, "jit", 2)
+    per_row, fixed = winograd._fused_bytes(r14)
+    assert rows * per_row + 2 * fixed <= 0.9 * scratch_budget(r14) < (rows + 1) * per_row + 2 * fixed
     image = np.broadcast_to(np.float32(1), (1, 64, 2048, 2048))  # a 1 GiB shape, no memory
     big = parse_conv("t", image, np.ones((64, 64, 3, 3), np.float32), None, padding=1).spec
     assert winograd.default_block(big, 4) < 0  # one image does not fit: blocks of tile rows

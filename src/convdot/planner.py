@@ -163,9 +163,10 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     # the transformed kernel, (m+2)**nd / 3**nd times the weight, is read from memory by every block
     nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
     fused = params.get("backend") == "jit" and winograd.channels_last(spec, m)
-    if fused:  # every chunk of every thread reads it
-        rows = -(-n * winograd.tile_grid(spec, m)[0] // max(1, params.get("threads", 1)))
-        nblocks = max(1, params.get("threads", 1)) * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
+    if fused:  # every chunk reads it: the threads' own chunks, or the shared ones whose channels they split
+        threads = 1 if winograd.splits_channels(spec) else max(1, params.get("threads", 1))
+        rows = -(-n * winograd.tile_grid(spec, m)[0] // threads)
+        nblocks = threads * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
     counts["dram"] = float(points * c_out * cg * item * nblocks)
     if any(d != 1 for d in spec.dilation):  # each phase copied in and its output out
         counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec)
