@@ -220,28 +220,19 @@ def channels_last_problems(draw):
 
 
 @pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
-@settings(max_examples=40)
+@pytest.mark.parametrize("shared", [False, True])
+@settings(max_examples=30)
 @given(problem=channels_last_problems())
-def test_channels_last_kernels_match_reference(problem):
-    x, w, kw, block, threads = problem
-    spec = parse_conv("test", x, w, None, **kw).spec
-    assert winograd.channels_last(spec, 4)
-    out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads)
-    assert_close(out, convdot.conv(x, w, method="reference", **kw), _scale(x, w, **kw))
-
-
-@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
-@settings(max_examples=20)
-@given(problem=channels_last_problems())
-def test_channels_last_threads_sharing_chunks_match_reference(problem):
-    """A large transformed kernel: the threads share each chunk and split its output channels."""
+def test_channels_last_kernels_match_reference(shared, problem):
+    """Each thread its own chunks; ``shared``: a large transformed kernel, whose chunks the threads
+    share, splitting the output channels (forced here: a real one takes seconds in the reference)."""
     x, w, kw, block, threads = problem
     spec = parse_conv("test", x, w, None, **kw).spec
     real = winograd.SPLIT_U_BYTES
-    winograd.SPLIT_U_BYTES = 0  # every problem counts as large (a real one takes seconds in the reference)
+    winograd.SPLIT_U_BYTES = 0 if shared else real
     try:
-        assert winograd.splits_channels(spec)
-        out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads + 1)
+        assert winograd.channels_last(spec, 4) and winograd.splits_channels(spec) == shared
+        out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads + shared)
     finally:
         winograd.SPLIT_U_BYTES = real
     assert_close(out, convdot.conv(x, w, method="reference", **kw), _scale(x, w, **kw))

@@ -658,11 +658,8 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     if splits_channels(spec):
         return _run_shared(xs, ut, k, out, spec, params, pt, pl, cols)
     tw, dw, twp = cols
-    dt, th = spec.dtype, tile_grid(spec, 4)[0]
     c_in, c_out = spec.x_shape[1], spec.out_shape[1]
-    rows = spec.out_shape[0] * th
-    chunk = chunk_rows(spec, 4, params.block)
-    sizes = (36 * chunk * tw * c_in, 36 * chunk * tw * c_out)  # elements of V and of M
+    dt, (th, rows, chunk, sizes) = spec.dtype, _chunks(spec, params, tw)
     parts = _threads.split(0, rows, params.threads)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize * len(parts), "winograd")
     out = np.empty(spec.out_shape, dtype=dt) if out is None else out
@@ -688,6 +685,13 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     return out if all(done) else None
 
 
+def _chunks(spec: ConvSpec, params: Params, tw: int) -> tuple[int, int, int, tuple[int, int]]:
+    """Tile rows per image, in all and per chunk; elements of one chunk's ``V`` and ``M``."""
+    th = tile_grid(spec, 4)[0]
+    chunk = chunk_rows(spec, 4, params.block)
+    return th, spec.out_shape[0] * th, chunk, (36 * chunk * tw * spec.x_shape[1], 36 * chunk * tw * spec.out_shape[1])
+
+
 def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     """:func:`_run_fused` for a large transformed kernel: the threads transform each chunk's input
     together, then each multiplies it by its share of ``U``'s output channels and transforms those
@@ -695,11 +699,8 @@ def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None
     from . import _winograd_jit as jit
 
     tw, dw, twp = cols
-    dt, th = spec.dtype, tile_grid(spec, 4)[0]
     c_in, c_out = spec.x_shape[1], spec.out_shape[1]
-    rows = spec.out_shape[0] * th
-    chunk = chunk_rows(spec, 4, params.block)
-    sizes = (36 * chunk * tw * c_in, 36 * chunk * tw * c_out)  # elements of V and of M
+    dt, (th, rows, chunk, sizes) = spec.dtype, _chunks(spec, params, tw)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize, "winograd")
     out = np.empty(spec.out_shape, dtype=dt) if out is None else out
     raw = _take(sum(sizes) * dt.itemsize)
