@@ -264,7 +264,7 @@ BLOCK_BYTES = 16 << 20
 
 #: Bytes of transformed tiles and products one thread's chunk holds in the channels-last path: about
 #: one core's L2 (2 MiB here), so that the GEMMs read the tiles the transform just wrote there.
-#: Measured on resnet-3x3-28 (per row 256 KiB): 8 rows ran 1.7x faster than torch, 12 rows 0.9x.
+#: Measured on resnet-3x3-28 (256 KiB per tile row): 4 to 16 rows all ran at 1.57-1.67x torch.
 FUSED_BYTES = 2 << 20
 
 #: From this size of the transformed kernel the channels-last threads split output channels, not tile rows.
@@ -319,8 +319,9 @@ def splits_channels(spec: ConvSpec) -> bool:
     """True when the channels-last threads share each chunk and split its output channels.
 
     That is when the transformed kernel ``U`` (36 x C_in x C_out) exceeds :data:`SPLIT_U_BYTES`:
-    every chunk reads all of ``U``, and with a chunk per thread each thread reads it (resnet-3x3-14,
-    a 9.4 MB ``U``: 0.69x torch with a chunk per thread, 0.9x sharing the chunks).
+    every chunk reads all of ``U``, and with a chunk per thread each thread reads it. Measured with a
+    chunk per thread and shared: resnet-3x3-14 (9.4 MB) 0.81x and 0.84x torch, an N1 C512 14x14
+    layer (37.7 MB) 0.55x and 1.35x.
     """
     return 36 * spec.x_shape[1] * spec.out_shape[1] // spec.groups * spec.dtype.itemsize > SPLIT_U_BYTES
 
@@ -638,8 +639,6 @@ def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, p
         _threads.run_parallel(from_m, [(mv, out, k, n0, n1, o0, o1, m * i0, i1 - i0, tw, dw, twp)
                                        for o0, o1 in _threads.split(0, c_out, params.threads)], params.threads)
     return out
-
-
 
 
 def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
