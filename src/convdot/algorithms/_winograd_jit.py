@@ -285,8 +285,8 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: n
 #
 # With many channels the transforms run along the channel axis instead: ``V`` is ``(P, B, C_in)``
 # and ``M`` is ``(P, B, C_out)``, so ``M[p] = V[p] @ U[p]^T`` is one GEMM per point whose inner
-# dimension is contiguous (BLAS takes ``U[p]^T`` as a transposed view), and the output tiles of
-# every channel come out together. The input rows of a tile row are transposed once into a
+# dimension is contiguous (``U^T`` is cached contiguous too), and the output tiles of every channel
+# come out together. The input rows of a tile row are transposed once into a
 # ``(row, column, channel)`` scratch ``T`` (the two rows a tile row shares with the next are kept,
 # not read again); the row and column transforms are then loops over contiguous channel vectors.
 
