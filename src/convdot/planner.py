@@ -323,7 +323,7 @@ class Plan:
         s = self.spec
         lines = [f"{s.func}: x {s.x_shape} {s.dtype}, weight {s.w_shape}, stride {s.stride}, padding {list(s.pads)}, "
                  f"dilation {s.dilation}, groups {s.groups} -> {s.out_shape}",
-                 f"method: {self.method} ({_describe(self.params)})",
+                 f"method: {self.method} ({_describe(self.params, self.spec)})",
                  f"why: {self.reason}"]
         if self.estimates:
             from . import tuning
@@ -333,7 +333,7 @@ class Plan:
             lines.append(f"cost model estimates ({origin}):")
             for m, (secs, p) in sorted(self.estimates.items(), key=lambda kv: kv[1][0]):
                 mark = "  <- chosen" if m == self.method else ""
-                lines.append(f"  {m:<10} {_fmt_time(secs):>10}  {_describe(p)}{mark}")
+                lines.append(f"  {m:<10} {_fmt_time(secs):>10}  {_describe(p, self.spec)}{mark}")
         for m, why in self.excluded.items():
             lines.append(f"  {m:<10} {'-':>10}  not a candidate: {why}")
         return "\n".join(lines)
@@ -347,11 +347,20 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
 
 
-def _describe(params: dict) -> str:
+def _describe(params: dict, spec: ConvSpec | None = None) -> str:
+    """The parameters in words; with ``spec``, how Winograd's channels-last kernels use ``block``."""
     parts = []
     if "tile" in params:
         parts.append(f"F({params['tile']},3) tiles")
-    if "block" in params:
+    chunks = spec is not None and params.get("backend") == "jit" and "tile" in params \
+        and ALGORITHMS["winograd"].channels_last(spec, params["tile"])
+    if chunks:
+        b = params.get("block", 1)
+        rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile rows"
+        share = ("shared by the threads, which split the output channels"
+                 if ALGORITHMS["winograd"].splits_channels(spec) else "each thread its own")
+        parts.append(f"channels-last, chunks of {rows} ({share})")
+    elif "block" in params:
         b = params["block"]
         parts.append(f"{b} image{'s' if b != 1 else ''} per block" if b > 0 else f"{-b} tile rows per block")
     if "backend" in params:
