@@ -238,6 +238,16 @@ def test_channels_last_kernels_match_reference(shared, problem):
     assert_close(out, convdot.conv(x, w, method="reference", **kw), _scale(x, w, **kw))
 
 
+def test_nonfinite_option_is_checked(rng):
+    x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((2, 2, 3, 3))
+    spec = parse_conv("test", x, w, None, padding=1).spec
+    with pytest.raises(ValueError, match="winograd nonfinite must be 'fixup' or 'raise', got 'ignore'"):
+        winograd.run(x, w, spec, nonfinite="ignore")
+    x[0, 1, 2, 3] = np.nan
+    with pytest.raises(convdot.algorithms.NonFiniteInput):
+        winograd.run(x, w, spec, nonfinite="raise", backend="numpy", tile=2, block=1)
+
+
 @pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_channels_last_kernels_place_non_finite_values(bad, rng):

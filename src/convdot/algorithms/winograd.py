@@ -382,6 +382,8 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, tile: int | None = None
     reason = unsupported(spec, x, w)
     if reason:
         raise ValueError(f"{spec.func}: method='winograd' cannot run this problem: {reason}")
+    if nonfinite not in ("fixup", "raise"):
+        raise ValueError(f"{spec.func}: winograd nonfinite must be 'fixup' or 'raise', got {nonfinite!r}")
     params = _resolve(spec, tile, block, threads, backend)
     w = np.asarray(w)
     finite_w = bool(np.isfinite(w).all())
