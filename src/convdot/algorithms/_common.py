@@ -18,6 +18,18 @@ class NonFiniteInput(Exception):
     """
 
 
+def phase_cut(phase: int, step: int, lo: int, n: int, length: int) -> tuple[int, int, int]:
+    """Where phase ``phase`` of a padded axis (every ``step``-th element from ``phase``) meets ``x``.
+
+    The axis is ``lo`` padding elements, then ``n`` of ``x``; the phase is cut to ``length``
+    elements. Returns ``(before, first, count)``: the phase's elements in the low padding, the
+    index in ``x`` of its first element inside ``x``, and how many of its elements are in ``x``.
+    """
+    before = max(0, -(-(lo - phase) // step))
+    first = phase + step * before - lo
+    return before, first, max(0, min(len(range(first, n, step)), length - before))
+
+
 def pad(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """``x`` cast to the compute dtype and padded by ``spec.pads`` with ``spec.padding_mode``.
 

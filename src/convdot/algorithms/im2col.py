@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, grouped, pad, scratch_budget, tap_index
+from ._common import array_bytes, ensure_memory, grouped, pad, phase_cut, scratch_budget, tap_index
 
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
@@ -157,9 +157,7 @@ def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     for q in np.ndindex(*spec.stride):
         dst, src = [], []
         for qa, s, (lo, _), n, length in zip(q, spec.stride, spec.pads, x.shape[2:], shape[2 + spec.nd:]):
-            first = max(0, -(-(lo - qa) // s))  # the first phase element inside x
-            start = first * s + qa - lo
-            count = max(0, min(len(range(start, n, s)), length - first))
+            first, start, count = phase_cut(qa, s, lo, n, length)
             dst.append(slice(first, first + count))
             src.append(slice(start, start + s * count, s) if count else slice(0, 0))
         out[(slice(None), slice(None), *q, *dst)] = x[(slice(None), slice(None), *src)]

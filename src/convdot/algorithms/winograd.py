@@ -54,7 +54,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, pad, scratch_budget
+from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, pad, phase_cut, scratch_budget
 
 #: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
 #: plus the point at infinity.
@@ -456,9 +456,7 @@ def dilation_phases(spec: ConvSpec) -> list[tuple[tuple[slice, ...], tuple[slice
         if zeros:
             cuts = []
             for n, (lo, _), ri, d, length in zip(spec.x_shape[2:], spec.pads, r, spec.dilation, sub_x):
-                before = max(0, -(-(lo - ri) // d))  # phase elements in the low padding
-                first = ri + d * before - lo  # the first element of x in this phase
-                use = max(0, min(len(range(first, n, d)), length - before))
+                before, first, use = phase_cut(ri, d, lo, n, length)
                 cuts.append((slice(first, first + d * use, d), (before, length - before - use), use))
             if all(use > 0 for _, _, use in cuts):  # else no input at all in this phase: pad a copy instead
                 src, pads, shape = (tuple(c[i] for c in cuts) for i in range(3))
