@@ -82,6 +82,42 @@ def _split(x, S, row, n, c, top, pl, m, tw, dw, twp):  # pragma: no cover - comp
     return bad
 
 
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _bt6(d, o, k2, k4, k5):  # pragma: no cover - compiled
+    """``o[0:6, c] = (B^T d)[:, c]`` for the 6x6 ``B^T`` of F(4,3); ``d`` and ``o`` are ``(6, C)``."""
+    for c in range(d.shape[1]):
+        d0 = d[0, c]
+        d1 = d[1, c]
+        d2 = d[2, c]
+        d3 = d[3, c]
+        d4 = d[4, c]
+        d5 = d[5, c]
+        a = d4 - k4 * d2
+        b = d3 - k4 * d1
+        e = d4 - d2
+        g = k2 * (d3 - d1)
+        o[0, c] = k4 * d0 - k5 * d2 + d4
+        o[1, c] = a + b
+        o[2, c] = a - b
+        o[3, c] = e + g
+        o[4, c] = e - g
+        o[5, c] = k4 * d1 - k5 * d3 + d5
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _at4(m, o, k2, k4, k8):  # pragma: no cover - compiled
+    """``o[0:4, c] = (A^T m)[:, c]`` for the 4x6 ``A^T`` of F(4,3); ``m`` is ``(6, C)``, ``o`` ``(4, C)``."""
+    for c in range(m.shape[1]):
+        a = m[1, c] + m[2, c]
+        b = m[3, c] + m[4, c]
+        e = m[1, c] - m[2, c]
+        g = m[3, c] - m[4, c]
+        o[0, c] = m[0, c] + a + b
+        o[1, c] = e + k2 * g
+        o[2, c] = a + k4 * b
+        o[3, c] = e + k8 * g + m[5, c]
+
+
 @njit(nogil=True, cache=True)
 def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
     """``V[c, :, b] = (B^T d B).ravel()`` for every 6x6 tile ``d`` (F(4,3)); True if ``x`` was finite."""
@@ -116,26 +152,7 @@ def input_f43(x, V, K, n0, n1, c0, c1, top, pl, th, tw, dw=1, twp=0):  # pragma:
                     r5[f] = k4 * d1 - k5 * d3 + d5
             base = (n - n0) * t_
             for p in range(6):  # columns: (B^T d) B
-                e0, e1, e2, e3, e4, e5 = R[p, 0], R[p, 1], R[p, 2], R[p, 3], R[p, 4], R[p, 5]
-                vp = V[c, 6 * p:6 * p + 6, base:base + t_]
-                v0, v1, v2, v3, v4, v5 = vp[0], vp[1], vp[2], vp[3], vp[4], vp[5]
-                for f in range(t_):
-                    d0 = e0[f]
-                    d1 = e1[f]
-                    d2 = e2[f]
-                    d3 = e3[f]
-                    d4 = e4[f]
-                    d5 = e5[f]
-                    a = d4 - k4 * d2
-                    b = d3 - k4 * d1
-                    e = d4 - d2
-                    g = k2 * (d3 - d1)
-                    v0[f] = k4 * d0 - k5 * d2 + d4
-                    v1[f] = a + b
-                    v2[f] = a - b
-                    v3[f] = e + g
-                    v4[f] = e - g
-                    v5[f] = k4 * d1 - k5 * d3 + d5
+                _bt6(R[p], V[c, 6 * p:6 * p + 6, base:base + t_], k2, k4, k5)
     return bad == 0
 
 
@@ -188,30 +205,9 @@ def output_f43(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: n
         for n in range(n0, n1):
             base = (n - n0) * t_
             for pc in range(6):  # rows: A^T m
-                m0, m1, m2 = M[o, pc, base:base + t_], M[o, 6 + pc, base:base + t_], M[o, 12 + pc, base:base + t_]
-                m3, m4, m5 = M[o, 18 + pc, base:base + t_], M[o, 24 + pc, base:base + t_], M[o, 30 + pc, base:base + t_]
-                s0, s1, s2, s3 = S[0, pc], S[1, pc], S[2, pc], S[3, pc]
-                for f in range(t_):
-                    a = m1[f] + m2[f]
-                    b = m3[f] + m4[f]
-                    e = m1[f] - m2[f]
-                    g = m3[f] - m4[f]
-                    s0[f] = m0[f] + a + b
-                    s1[f] = e + k2 * g
-                    s2[f] = a + k4 * b
-                    s3[f] = e + k8 * g + m5[f]
+                _at4(M[o, pc:36:6, base:base + t_], S[:, pc], k2, k4, k8)
             for ra in range(4):  # columns: (A^T m) A
-                m0, m1, m2, m3, m4, m5 = S[ra, 0], S[ra, 1], S[ra, 2], S[ra, 3], S[ra, 4], S[ra, 5]
-                y0, y1, y2, y3 = Y[ra, 0], Y[ra, 1], Y[ra, 2], Y[ra, 3]
-                for f in range(t_):
-                    a = m1[f] + m2[f]
-                    b = m3[f] + m4[f]
-                    e = m1[f] - m2[f]
-                    g = m3[f] - m4[f]
-                    y0[f] = m0[f] + a + b
-                    y1[f] = e + k2 * g
-                    y2[f] = a + k4 * b
-                    y3[f] = e + k8 * g + m5[f]
+                _at4(S[ra], Y[ra], k2, k4, k8)
             _interleave(Y, out, line, n, o, r0, 4, th, tw, dw, twp)
 
 
@@ -289,42 +285,6 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: n
 # come out together. The input rows of a tile row are transposed once into a
 # ``(row, column, channel)`` scratch ``T`` (the two rows a tile row shares with the next are kept,
 # not read again); the row and column transforms are then loops over contiguous channel vectors.
-
-
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _bt6(d, o, k2, k4, k5):  # pragma: no cover - compiled
-    """``o[0:6, c] = (B^T d)[:, c]`` for the 6x6 ``B^T`` of F(4,3); ``d`` and ``o`` are ``(6, C)``."""
-    for c in range(d.shape[1]):
-        d0 = d[0, c]
-        d1 = d[1, c]
-        d2 = d[2, c]
-        d3 = d[3, c]
-        d4 = d[4, c]
-        d5 = d[5, c]
-        a = d4 - k4 * d2
-        b = d3 - k4 * d1
-        e = d4 - d2
-        g = k2 * (d3 - d1)
-        o[0, c] = k4 * d0 - k5 * d2 + d4
-        o[1, c] = a + b
-        o[2, c] = a - b
-        o[3, c] = e + g
-        o[4, c] = e - g
-        o[5, c] = k4 * d1 - k5 * d3 + d5
-
-
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _at4(m, o, k2, k4, k8):  # pragma: no cover - compiled
-    """``o[0:4, c] = (A^T m)[:, c]`` for the 4x6 ``A^T`` of F(4,3); ``m`` is ``(6, C)``, ``o`` ``(4, C)``."""
-    for c in range(m.shape[1]):
-        a = m[1, c] + m[2, c]
-        b = m[3, c] + m[4, c]
-        e = m[1, c] - m[2, c]
-        g = m[3, c] - m[4, c]
-        o[0, c] = m[0, c] + a + b
-        o[1, c] = e + k2 * g
-        o[2, c] = a + k4 * b
-        o[3, c] = e + k8 * g + m[5, c]
 
 
 @njit(nogil=True, cache=True)
