@@ -21,6 +21,7 @@ from conftest import assert_close
 from convdot import _threads
 from convdot._spec import parse_conv
 from convdot.algorithms import fft, im2col, sliding
+from convdot.algorithms._common import JIT_ENV
 from strategies import conv_problems
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -30,7 +31,7 @@ HAS_NUMBA = importlib.util.find_spec("numba") is not None
 def _jit(flag: str):
     """Force sliding's compiled kernel on ("1", from the smallest problem) or off ("0")."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(sliding.JIT_ENV, flag)
+        mp.setenv(JIT_ENV, flag)
         mp.setattr(sliding, "JIT_MIN_MACS", 0)
         yield
 
@@ -274,6 +275,39 @@ def test_im2col_blocks_match_reference(block_bytes, problem):
         assert_close(out, ref, _scale(x, w, kwargs))
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason="the compiled gather needs numba (convdot[fast])")
+@pytest.mark.parametrize("fused_bytes", [1, 1 << 22])
+@given(problem=conv_problems(nd=2, dtypes=("float32", "float64")), threads=st.integers(1, 3),
+       padding_mode=st.sampled_from(["zeros", "replicate", "circular"]))
+def test_im2col_compiled_gather_matches_reference(fused_bytes, problem, threads, padding_mode):
+    """Each thread its own blocks, from one output row per block (1 byte asks for the minimum) to all."""
+    x, w, _, kwargs = problem
+    if padding_mode == "circular" and any(max(p) > n for p, n in zip(kwargs["padding"], x.shape[2:])):
+        padding_mode = "zeros"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(im2col, "JIT_MIN_MACS", 0)
+        mp.setattr(im2col, "FUSED_BYTES", fused_bytes)
+        assert im2col.compiled(_parsed(x, w, kwargs, padding_mode).spec)
+        with _threads.using(threads):
+            _check(im2col.run, x, w, kwargs, padding_mode)
+
+
+def test_im2col_gives_every_thread_a_block(rng):
+    spec = _parsed(np.zeros((1, 3, 64, 64), np.float32), np.zeros((8, 3, 7, 7), np.float32),
+                   {"stride": 2, "padding": 3}).spec
+    images, rows = im2col._thread_block(spec, 0, 2)
+    assert images == 1 and rows <= 16  # 32 output rows, two threads
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="the compiled gather needs numba (convdot[fast])")
+def test_plan_says_how_im2col_builds_its_columns():
+    x, w = np.zeros((1, 3, 224, 224), np.float32), np.zeros((64, 3, 7, 7), np.float32)  # the stem layer
+    text = str(convdot.plan(x, w, stride=2, padding=3, threads=2))
+    images, rows = im2col.column_block(_parsed(x, w, {"stride": 2, "padding": 3}).spec, 2)
+    assert images == 1 and rows < 112
+    assert f"compiled column gather, blocks of {rows} output rows, each thread its own" in text
+
+
 @given(problem=conv_problems(), data=st.data())
 def test_im2col_pointwise_is_a_plain_gemm(problem, data):
     x, w, _, kwargs = problem
@@ -328,6 +362,7 @@ def test_peak_memory_stays_within_twice_input_plus_output(method, x_shape, w_sha
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     p = _parsed(x, w, kwargs)
     io = x.nbytes + int(np.prod(p.spec.out_shape)) * 8
+    convdot.conv(x, w, method=method, **kwargs)  # a warm-up: loading compiled kernels allocates too
     peak = _peak(lambda: convdot.conv(x, w, method=method, **kwargs))
     assert peak <= 2 * io + (64 << 10), f"{method}: peak {peak} bytes > 2 x {io}"
 

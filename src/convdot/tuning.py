@@ -398,7 +398,7 @@ class TuneResult:
         best = min(t for _, _, t in self.times)
         for m, p, t in sorted(self.times, key=lambda item: item[2]):
             mark = "  <- fastest" if t == best else f"  {t / best:.2f}x"
-            lines.append(f"  {m:<10} {_fmt_time(t):>10}  {_describe(p, s)}{mark}")
+            lines.append(f"  {m:<10} {_fmt_time(t):>10}  {_describe(p, s, m)}{mark}")
         if self.path is not None:
             lines.append(f"cached in {self.path}: method='auto' now takes {self.winner} for this problem")
         return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from dataclasses import replace
 
@@ -9,6 +11,19 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._spec import PAD_MODES, ConvSpec
+
+#: Set to "0" to never use the compiled (numba) kernels, e.g. to compare them with the NumPy paths.
+JIT_ENV = "CONVDOT_JIT"
+
+
+def jit_available() -> bool:
+    """True when numba is installed and compiled kernels are not disabled (``CONVDOT_JIT=0``)."""
+    return os.environ.get(JIT_ENV, "1") != "0" and _numba_installed()
+
+
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 class NonFiniteInput(Exception):

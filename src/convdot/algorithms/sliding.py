@@ -17,16 +17,13 @@ Two ways to evaluate the same sum, chosen by the problem's shape (:func:`uses_di
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
-import os
 
 import numpy as np
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, grouped, pad, scratch_budget, tap_index, windows
+from ._common import array_bytes, ensure_memory, grouped, jit_available, pad, scratch_budget, tap_index, windows
 
 #: Most window data one einsum block may touch (it may be copied once inside einsum).
 _BLOCK_BYTES = 32 << 20
@@ -37,8 +34,6 @@ DIRECT_BLOCK_ELEMS = 1 << 15
 DIRECT_MAX_PAIRS = 16
 #: The compiled kernel runs from this many multiply-adds (below, loading numba costs more than it saves).
 JIT_MIN_MACS = 1 << 22
-#: Environment variable that disables every compiled kernel when set to "0" (shared with winograd).
-JIT_ENV = "CONVDOT_JIT"
 #: What one pass of the compiled kernel over an output row costs per output element (loading and
 #: storing the row once), in multiply-adds. Fitted together with the planner's ``direct`` rate on the
 #: machine of :data:`convdot.planner.MACHINE`, 2026-11-24: a 2048x2048 float64 image, 'same', dense
@@ -339,12 +334,3 @@ def _jit_suits_dtype(dtype: np.dtype) -> bool:
 def _jit_suits(spec: ConvSpec, macs: int) -> bool:
     return spec.nd == 2 and _jit_suits_dtype(spec.dtype) and macs >= JIT_MIN_MACS
 
-
-def jit_available() -> bool:
-    """True when numba is installed and compiled kernels are not disabled (``CONVDOT_JIT=0``)."""
-    return os.environ.get(JIT_ENV, "1") != "0" and _numba_installed()
-
-
-@functools.cache
-def _numba_installed() -> bool:
-    return importlib.util.find_spec("numba") is not None

@@ -40,9 +40,6 @@ always use F(4,3).
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
 import threading
 import zlib
 from collections import OrderedDict
@@ -54,7 +51,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, pad, phase_cut, scratch_budget
+from ._common import (
+    NonFiniteInput,
+    array_bytes,
+    ensure_memory,
+    finite_fixup,
+    jit_available,
+    pad,
+    phase_cut,
+    scratch_budget,
+)
 
 #: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
 #: plus the point at infinity.
@@ -97,9 +103,6 @@ F43_MIN_CHANNELS = 8
 #: this many input and output channels, without groups; below, the transforms vectorize along tiles.
 CHANNELS_LAST_MIN = 16
 
-#: Set to "0" to never use the compiled kernels (e.g. to compare the two back ends).
-JIT_ENV = "CONVDOT_JIT"
-
 #: The planner offers the compiled kernels from this many multiply-adds of the direct sum: below,
 #: importing numba (about 0.3 s, once per process) costs more than the kernels save.
 JIT_MIN_MACS = 1 << 25
@@ -140,15 +143,6 @@ def tiles_for(spec: ConvSpec) -> tuple[int, ...]:
         return TILES
     return TILES if spec.w_shape[1] >= F43_MIN_CHANNELS else (2,)
 
-
-def jit_available() -> bool:
-    """True when the compiled kernels can be used (numba installed and not disabled by CONVDOT_JIT=0)."""
-    return os.environ.get(JIT_ENV, "1") != "0" and _numba_installed()
-
-
-@functools.lru_cache(maxsize=1)
-def _numba_installed() -> bool:
-    return importlib.util.find_spec("numba") is not None
 
 
 def backends_for(spec: ConvSpec, *, auto: bool = False) -> tuple[str, ...]:
