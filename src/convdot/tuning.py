@@ -115,6 +115,7 @@ def _machine_key() -> str:
     return machine_key(machine())
 
 
+@functools.lru_cache(maxsize=256)
 def signature(spec: ConvSpec, threads: int) -> str:
     """The problem as the cache knows it: shapes, geometry, dtype and thread count (not the function name)."""
     return (f"x{list(spec.x_shape)} w{list(spec.w_shape)} s{list(spec.stride)} d{list(spec.dilation)} "
@@ -177,9 +178,12 @@ def _section(data: dict[str, Any]) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def lookup(spec: ConvSpec, threads: int) -> dict[str, Any] | None:
-    """The cached winner for ``spec`` on this machine (``{"method", "params", "seconds", "measured"}``), or None."""
-    entry = _section(load()).get("problems", {}).get(signature(spec, threads))
+def lookup(spec: ConvSpec, threads: int, data: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The cached winner for ``spec`` on this machine (``{"method", "params", "seconds", "measured"}``), or None.
+
+    ``data`` is the cache as :func:`load` returns it (None: load it).
+    """
+    entry = _section(load() if data is None else data).get("problems", {}).get(signature(spec, threads))
     if not isinstance(entry, dict) or entry.get("method") not in METHODS:
         return None
     if not isinstance(entry.get("params", {}), dict):
@@ -187,9 +191,9 @@ def lookup(spec: ConvSpec, threads: int) -> dict[str, Any] | None:
     return entry
 
 
-def cached_rates() -> dict[str, float] | None:
-    """This machine's measured rates, when ``convdot tune`` has measured them."""
-    found = _section(load()).get("rates")
+def cached_rates(data: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """This machine's measured rates, when ``convdot tune`` has measured them (``data``: as in :func:`lookup`)."""
+    found = _section(load() if data is None else data).get("rates")
     if not isinstance(found, dict):
         return None
     return {k: float(v) for k, v in found.items() if isinstance(v, (int, float)) and v > 0}

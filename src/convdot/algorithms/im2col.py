@@ -4,10 +4,14 @@ Every receptive field is flattened into a column of ``X_col`` (shape ``(C/G * pr
 every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output is
 ``W_row @ X_col``.
 
-- Columns are built tap by tap: for each kernel tap, one strided slice of the padded input is
-  copied into its rows of the column block (``prod(k)`` large copies instead of one scattered
-  gather), for a block of images and output rows small enough to stay in cache
-  (:data:`BLOCK_BYTES`) and always within the memory budget.
+- Columns are built a block of images and output rows at a time, small enough to stay in cache
+  and always within the memory budget. With numba (2-D float layers, :func:`compiled`) each
+  thread takes its share of the blocks (:data:`FUSED_BYTES` each), fills one with a single call
+  of a compiled gather and multiplies it on one BLAS thread at once. Otherwise they are built tap
+  by tap: for each kernel tap, one strided slice of the padded input is copied into its rows of
+  the column block (``prod(k)`` large copies instead of one scattered gather; :data:`BLOCK_BYTES`).
+- Strided layers read the input's stride phases (:func:`phased`), so every tap's rows are
+  unit-stride.
 - ``np.matmul`` broadcasts ``W_row`` of shape ``(G, Cog, Cg*K)`` over a column block of shape
   ``(n, G, Cg*K, P)``: batch and groups are one call, and it writes straight into the output
   (``out=``, a view of the output rows), so no result is copied.
@@ -18,6 +22,7 @@ every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,9 +33,11 @@ from ._common import array_bytes, ensure_memory, jit_available, pad, phase_cut, 
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
 
-#: With the compiled gather, each thread's column block: one core's L2 (2 MiB here). Measured on
-#: stem-7x7 / down-3x3 / resnet-3x3-56, best of 15, against NumPy's tap copies into 4 MiB blocks
-#: multiplied on both BLAS threads: 2.5 / 8.2 / 19 ms against 6.8 / 11.8 / 23 ms.
+#: With the compiled gather, each thread's column block: one core's L2 (2 MiB here). Against NumPy's
+#: tap copies into 4 MiB blocks multiplied on both BLAS threads (interleaved A/B): stem-7x7 1.35-1.42x,
+#: down-3x3 1.36-1.45x, resnet-3x3-56 1.24x faster. 512 KiB - 1 MiB blocks ran within the noise of
+#: 2 MiB, 256 KiB blocks 0.76-0.95x; gathering on both threads into one block multiplied on both
+#: BLAS threads ran 0.45-0.86x.
 FUSED_BYTES = 2 << 20
 
 #: The compiled gather runs from this many multiply-adds, as Winograd's compiled kernels: below, loading
@@ -122,11 +129,12 @@ def compiled(spec: ConvSpec) -> bool:
             and jit_available())
 
 
-def column_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]:
-    """Images and output rows per column block when :func:`run` has ``threads`` threads (None: the default)."""
+def column_block(spec: ConvSpec, threads: int | None = None, committed: int = 0) -> tuple[int, int]:
+    """Images and output rows per column block when :func:`run` has ``threads`` threads (None: the
+    default) and ``committed`` bytes of scratch (the padded input) exist besides the output."""
     if compiled(spec):
-        return _thread_block(spec, 0, _threads.num_threads(threads))
-    return _block(spec, 0)
+        return _thread_block(spec, committed, _threads.num_threads(threads))
+    return _block(spec, committed)
 
 
 def _thread_block(spec: ConvSpec, committed: int, threads: int) -> tuple[int, int]:
@@ -150,8 +158,8 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     else:
         xg = pad(x, spec)  # (N, C, *padded)
     fast = compiled(spec)
-    threads = _threads.num_threads() if fast else 1
-    images, rows = _thread_block(spec, xg.nbytes, threads) if fast else _block(spec, xg.nbytes)
+    threads = _threads.num_threads() if fast else 1  # NumPy's tap copies: one thread, the BLAS uses all
+    images, rows = column_block(spec, threads, xg.nbytes)
     blocks = [(n0, min(images, n - n0), r0, min(rows, out_sp[0] - r0))
               for n0 in range(0, n, images) for r0 in range(0, out_sp[0], rows)]
     out = np.empty((n, g, cog, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
@@ -185,7 +193,7 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return out.reshape(spec.out_shape)
 
 
-def _gatherer(xg: np.ndarray, spec: ConvSpec, strided: bool):
+def _gatherer(xg: np.ndarray, spec: ConvSpec, strided: bool) -> Callable[[np.ndarray, int, int], None]:
     """The compiled gather of one column block, bound to ``xg`` and the taps' phases and offsets."""
     from . import _im2col_jit
 
