@@ -202,7 +202,8 @@ def test_compiled_kernels_take_the_column_dilation(dilation, rng):
 def channels_last_problems(draw):
     """A 2-D problem the compiled kernels run channels-last: F(4,3), groups=1, >= 16 channels each way."""
     lo = winograd.CHANNELS_LAST_MIN
-    c_in, c_out = draw(st.integers(lo, lo + 4)), draw(st.integers(lo, lo + 4))
+    c_in = draw(st.integers(lo, lo + 4))
+    c_out = c_in if draw(st.booleans()) else draw(st.integers(lo, lo + 4))  # equal: shared chunks go in place
     n = draw(st.integers(1, 3))
     spatial = (draw(st.integers(1, 14)), draw(st.integers(1, 14)))
     dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2])))
@@ -225,13 +226,14 @@ def channels_last_problems(draw):
 @given(problem=channels_last_problems())
 def test_channels_last_kernels_match_reference(shared, problem):
     """Each thread its own chunks; ``shared``: a large transformed kernel, whose chunks the threads
-    share, splitting the output channels (forced here: a real one takes seconds in the reference)."""
+    share, splitting the transform points, the products written over the transformed input when
+    there are as many output channels as input (forced here: a real one takes seconds in the reference)."""
     x, w, kw, block, threads = problem
     spec = parse_conv("test", x, w, None, **kw).spec
     real = winograd.SPLIT_U_BYTES
     winograd.SPLIT_U_BYTES = 0 if shared else real
     try:
-        assert winograd.channels_last(spec, 4) and winograd.splits_channels(spec) == shared
+        assert winograd.channels_last(spec, 4) and winograd.shares_chunks(spec) == shared
         out = winograd.run(x, w, spec, tile=4, backend="jit", block=block, threads=threads + shared)
     finally:
         winograd.SPLIT_U_BYTES = real
@@ -323,12 +325,14 @@ def test_default_block_bounds_the_transformed_tiles():
     rows = -winograd.default_block(spec, 4, "jit", 2)
     per_row = winograd.scratch_per_image(spec, 4, "jit") // winograd.tile_grid(spec, 4)[0]
     assert rows >= 1 and rows * per_row <= winograd.FUSED_BYTES < (rows + 1) * per_row
-    # a large transformed kernel (9.4 MB): one chunk at a time, shared, within the memory budget
+    # a large transformed kernel (9.4 MB): one chunk at a time, shared, within the memory budget; the
+    # products go over V, so a row holds V and each of the 2 threads' products of one point
     r14 = parse_conv("t", np.broadcast_to(np.float32(1), (8, 256, 14, 14)), np.ones((256, 256, 3, 3), np.float32),
                      None, padding=1).spec
-    assert winograd.splits_channels(r14) and not winograd.splits_channels(spec)
+    assert winograd.shares_chunks(r14) and not winograd.shares_chunks(spec) and winograd.in_place(r14)
     rows = -winograd.default_block(r14, 4, "jit", 2)
-    per_row, fixed = winograd._fused_bytes(r14)
+    per_row, fixed = winograd._fused_bytes(r14, 2)
+    assert per_row == (36 + 2) * 4 * 256 * 4
     assert rows * per_row + 2 * fixed <= 0.9 * scratch_budget(r14) < (rows + 1) * per_row + 2 * fixed
     image = np.broadcast_to(np.float32(1), (1, 64, 2048, 2048))  # a 1 GiB shape, no memory
     big = parse_conv("t", image, np.ones((64, 64, 3, 3), np.float32), None, padding=1).spec

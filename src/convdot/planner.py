@@ -171,7 +171,7 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
     fused = params.get("backend") == "jit" and winograd.channels_last(spec, m)
     if fused:  # every chunk reads it: the threads' own chunks, or the shared ones whose channels they split
-        threads = 1 if winograd.splits_channels(spec) else max(1, params.get("threads", 1))
+        threads = 1 if winograd.shares_chunks(spec) else max(1, params.get("threads", 1))
         rows = -(-n * winograd.tile_grid(spec, m)[0] // threads)
         nblocks = threads * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
     counts["dram"] = float(points * c_out * cg * item * nblocks)
@@ -381,8 +381,10 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
     if chunks:
         b = params.get("block", 1)
         rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile rows"
-        share = ("shared by the threads, which split the output channels"
-                 if ALGORITHMS["winograd"].splits_channels(spec) else "each thread its own")
+        wg = ALGORITHMS["winograd"]
+        share = ("shared by the threads, which split the transform points"
+                 + (", products written over the transformed input" if wg.in_place(spec) else "")
+                 if wg.shares_chunks(spec) else "each thread its own")
         parts.append(f"channels-last, chunks of {rows} ({share})")
     elif "block" in params:
         b = params["block"]

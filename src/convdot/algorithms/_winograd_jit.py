@@ -336,11 +336,8 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0):  # pra
 
 
 @njit(nogil=True, cache=True)
-def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0, o0=0):  # pragma: no cover - compiled
-    """``out[n, o0:, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`).
-
-    ``M`` holds output channels ``o0 : o0 + M.shape[2]``.
-    """
+def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
+    """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`)."""
     k2, k4, k8 = K[0], K[1], K[3]
     c_out = M.shape[2]
     oh, ow = out.shape[2], out.shape[3]
@@ -364,7 +361,7 @@ def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0, o0=0):  
             y = row0 + 4 * i + a
             ya = Y[a]
             for o in range(c_out):  # read along the channels, write along the row
-                dst = out[n, o0 + o, y]
+                dst = out[n, o, y]
                 for col in range(ow):
                     dst[col] = ya[col, o]
 
