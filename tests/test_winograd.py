@@ -365,7 +365,9 @@ def test_peak_memory_stays_within_twice_input_plus_output(backend, x_shape, w_sh
         assert peak <= 2 * io + (64 << 10), f"F({m},3) {backend}: peak {peak} bytes > 2 x {io}"  # + Python objects
 
 
-def test_kernel_transform_is_cached_and_notices_in_place_edits(rng):
+@pytest.mark.parametrize("copy_from", [winograd.COPY_WEIGHTS_FROM, 0])  # the CRC-32 of small weights; a copy
+def test_kernel_transform_is_cached_and_notices_in_place_edits(copy_from, rng, monkeypatch):
+    monkeypatch.setattr(winograd, "COPY_WEIGHTS_FROM", copy_from)
     winograd.clear_cache()
     x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
     w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
@@ -378,6 +380,9 @@ def test_kernel_transform_is_cached_and_notices_in_place_edits(rng):
     after = winograd.run(x, w, spec, tile=4, backend="numpy", block=1, threads=1)
     assert not np.allclose(before, after)
     assert_close(after, convdot.conv(x, w, padding=1, method="reference"), _scale(x, w, padding=1))
+    u2 = winograd.kernel_transform(w, 4, np.dtype(np.float32), 1)
+    w[0, 0, 0, 0], w[3, 7, 2, 2] = w[3, 7, 2, 2], w[0, 0, 0, 0]  # two values swapped: the sums are the same
+    assert winograd.kernel_transform(w, 4, np.dtype(np.float32), 1) is not u2
     for _ in range(winograd._KERNEL_CACHE_ENTRIES + 5):
         winograd.kernel_transform(rng.standard_normal((2, 2, 3, 3)), 2, np.dtype(np.float64), 1)
     assert len(winograd._cache) <= winograd._KERNEL_CACHE_ENTRIES
