@@ -170,7 +170,7 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     # the transformed kernel, (m+2)**nd / 3**nd times the weight, is read from memory by every block
     nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
     fused = params.get("backend") == "jit" and winograd.channels_last(spec, m)
-    if fused:  # every chunk reads it: the threads' own chunks, or the shared ones whose channels they split
+    if fused:  # every chunk reads it: the threads' own chunks, or the shared ones whose points they split
         threads = 1 if winograd.shares_chunks(spec) else max(1, params.get("threads", 1))
         rows = -(-n * winograd.tile_grid(spec, m)[0] // threads)
         nblocks = threads * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
