@@ -288,15 +288,20 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw=1, twp=0):  # pragma: n
 
 
 @njit(nogil=True, cache=True)
-def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
+def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0, ys=0, ystep=1, hp=-1):  # pragma: no cover
     """``V[:, b, c] = (B^T d B).ravel()`` for the tiles of tile rows ``r0:r1``; returns the non-finite inputs' count.
 
     Tile row ``r`` is row ``i = r % th`` of image ``n0 + r // th``; it reads input rows from
     ``top0 + 4*i`` and its tiles are ``b = (r - rb)*tw + j`` of ``V``. With a column dilation
     ``dw > 1``, tile ``j = pc*twp + jj`` is tile ``jj`` of column phase ``pc`` (as in :func:`_split`).
+    A row phase of ``x`` is given as the whole array and its rows ``ys + ystep*y``, ``hp`` of them
+    (-1: all rows, step 1): a strided view is typed with a run-time stride, and the kernel ran 2.2x
+    slower on one.
     """
     k2, k4, k5 = K[0], K[1], K[2]
     _, c_in, h, w = x.shape
+    if hp >= 0:
+        h = hp
     if dw == 1:
         twp = tw
     wp = dw * (4 * twp + 2)
@@ -319,7 +324,7 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0):  # pra
                 continue
             ta = T[a]
             for c in range(c_in):  # read along the row, write along the channels
-                src = x[n, c, y]
+                src = x[n, c, ys + ystep * y]
                 for col in range(lo, hi):
                     v = src[col - pl]
                     bad += (v - v) != 0
@@ -336,11 +341,16 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0):  # pra
 
 
 @njit(nogil=True, cache=True)
-def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0):  # pragma: no cover - compiled
-    """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`)."""
+def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0, os=0, ostep=1, ohp=-1):  # pragma: no cover
+    """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`).
+
+    A row phase of ``out`` is given as the whole array and its rows ``os + ostep*y``, ``ohp`` of them.
+    """
     k2, k4, k8 = K[0], K[1], K[3]
     c_out = M.shape[2]
     oh, ow = out.shape[2], out.shape[3]
+    if ohp >= 0:
+        oh = ohp
     if dw == 1:
         twp = tw
     S = np.empty((4, 6, c_out), dtype=M.dtype)  # S[a, q] = (A^T m)[a, q]
@@ -361,7 +371,7 @@ def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw=1, twp=0):  # prag
             y = row0 + 4 * i + a
             ya = Y[a]
             for o in range(c_out):  # read along the channels, write along the row
-                dst = out[n, o, y]
+                dst = out[n, o, os + ostep * y]
                 for col in range(ow):
                     dst[col] = ya[col, o]
 
