@@ -307,6 +307,7 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0, ys=0, y
     wp = dw * (4 * twp + 2)
     T = np.zeros((6, wp, c_in), dtype=V.dtype)  # columns outside x stay zero
     R = np.empty((6, wp, c_in), dtype=V.dtype)
+    tile = np.empty((36, c_in), dtype=V.dtype)  # one transformed tile, channels last
     lo, hi = max(0, pl), min(wp, pl + w)
     bad = 0
     for r in range(r0, r1):
@@ -335,8 +336,20 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw=1, twp=0, ys=0, y
         for pc in range(dw):  # columns: (B^T d) B
             for jj in range(twp):
                 c0 = pc + 4 * dw * jj
+                b = base + pc * twp + jj
+                if dw != 1:  # a column step: the slices are strided whichever way
+                    for p in range(6):
+                        _bt6(R[p, c0:c0 + 5 * dw + 1:dw], V[6 * p:6 * p + 6, b], k2, k4, k5)
+                    continue
+                # into a contiguous tile first, then row by row into V: slices numba types as
+                # C-contiguous vectorise, V[6p:6p+6, b] does not (the column pass ran 1.7x faster)
                 for p in range(6):
-                    _bt6(R[p, c0:c0 + 5 * dw + 1:dw], V[6 * p:6 * p + 6, base + pc * twp + jj], k2, k4, k5)
+                    _bt6(R[p, c0:c0 + 6], tile[6 * p:6 * p + 6], k2, k4, k5)
+                for q in range(36):
+                    src = tile[q]
+                    dst = V[q, b]
+                    for c in range(c_in):
+                        dst[c] = src[c]
     return bad
 
 
