@@ -721,7 +721,6 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     and back. The threads' GEMMs run at once, each on one BLAS thread (:func:`convdot._threads.blas_single`).
     ``cols = (tw, dw, twp)`` as in :func:`_jit_blocks`. Returns None when ``xs`` holds NaN or inf.
     """
-
     if shares_chunks(spec):
         return _run_shared(xs, ut, k, out, spec, params, pt, pl, cols)
     out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
