@@ -345,6 +345,7 @@ def test_default_block_bounds_the_transformed_tiles():
     ((1, 8, 96, 96), (8, 8, 3, 3), {"padding": 1}),
     ((8, 32, 20, 20), (32, 32, 3, 3), {"padding": 1}),
     ((8, 32, 20, 20), (32, 32, 3, 3), {"padding": 3, "dilation": 3}),  # split into 9 phases
+    ((2, 16, 128, 128), (16, 16, 3, 3), {"padding": 2}),  # margins wider than 'same', recomputed directly
 ])
 def test_peak_memory_stays_within_twice_input_plus_output(backend, x_shape, w_shape, kwargs, rng):
     import tracemalloc
