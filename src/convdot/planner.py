@@ -258,7 +258,7 @@ def _best_option(method: str, spec: ConvSpec, threads: int, r: dict[str, float],
 def _estimates(spec: ConvSpec, threads: int, methods: tuple[str, ...], r: tuple, jit: bool,
                facts: tuple) -> tuple[tuple[str, tuple[float, dict[str, Any]]], ...]:
     """Every method's cheapest parameters and estimate, memoized as a whole: ``auto`` asks on every
-    call, and asking :func:`_model` method by method cost 9% of a 4 ms stem-7x7 layer (A/B)."""
+    call (with the tuning cache read once, planning the stem-7x7 layer went from 0.083 to 0.058 ms)."""
     extra = dict(facts)
     return tuple((m, _model(m, spec, threads, r, jit, extra.get(m, ()))) for m in methods)
 
