@@ -352,15 +352,25 @@ def chunk_rows(spec: ConvSpec, m: int, block: int) -> int:
     return max(1, min(spec.out_shape[0] * th, block * th if block > 0 else -block))
 
 
+def tile_cols(spec: ConvSpec, m: int) -> tuple[int, int, int]:
+    """``(tw, dw, twp)``: tiles per row of tiles, the column dilation, tiles per column phase.
+
+    With a column dilation ``dw > 1`` (only from :func:`_column_dilated`) a row of tiles holds the
+    ``dw`` column phases side by side, each ``ceil(ceil(OW/dw)/m)`` tiles.
+    """
+    dw = spec.dilation[1]
+    phase_cols = -(-spec.out_shape[3] // dw)  # output columns of the widest column phase
+    twp = -(-phase_cols // m)
+    return dw * twp, dw, twp
+
+
 def _fused_bytes(spec: ConvSpec, threads: int = 1) -> tuple[int, int]:
     """Bytes per tile row of a chunk (``V`` and ``M``), and its kernels' fixed scratch, channels-last.
 
     With a column dilation ``d`` a row holds ``d`` column phases of ``ceil(ceil(OW/d)/4)`` tiles each.
     When :func:`in_place`, a row holds ``V`` and, per thread, one point's products.
     """
-    d = spec.dilation[1]
-    phase_cols = -(-spec.out_shape[3] // d)
-    tw = d * -(-phase_cols // 4)
+    tw, d, _ = tile_cols(spec, 4)
     c_in, c_out, item = spec.x_shape[1], spec.out_shape[1], spec.dtype.itemsize
     fixed = (2 * 6 * d * (4 * tw // d + 2) * c_in + (4 * 4 * tw + 24) * c_out) * item  # T, R; Y, S
     if in_place(spec):
@@ -579,9 +589,6 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
     from . import _winograd_jit as jit
 
     sub = phases[0][2]
-    dw = sub.dilation[1]
-    phase_cols = -(-sub.out_shape[3] // dw)  # as in _run_jit
-    twp = -(-phase_cols // 4)
     parts = []
     for sel, src, ph in phases:
         th = tile_grid(ph, 4)[0]
@@ -589,7 +596,7 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
         out_rows = (sel[0].start, sel[0].step or 1, ph.out_shape[2])
         parts.append((x, out, ph.pads[0][0], ph.pads[1][0], th, ph.out_shape[0] * th, x_rows, out_rows))
     ut = kernel_transform(w, 4, sub.dtype, 1, transposed=True)[:, 0]
-    return out if _fused(parts, ut, jit.constants(sub.dtype), sub, params, (dw * twp, dw, twp)) else None
+    return out if _fused(parts, ut, jit.constants(sub.dtype), sub, params, tile_cols(sub, 4)) else None
 
 
 def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
@@ -675,10 +682,7 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     u = kernel_transform(w, m, dt, g, transposed=cl)  # (P, G, Cog, Cg), or (P, G, Cg, Cog) channels-last
     k = jit.constants(dt)
     to_v, from_m = jit.KERNELS[m]
-    dw = spec.dilation[1]  # > 1 only from _column_dilated: every column phase's tiles in one row
-    phase_cols = -(-spec.out_shape[3] // dw)  # output columns of the widest column phase
-    twp = -(-phase_cols // m)  # tiles per row of one column phase
-    tw = dw * twp
+    tw, dw, twp = tile_cols(spec, m)
     if cl:
         return _run_fused(xs, u[:, 0], k, out, spec, params, pt, pl, (tw, dw, twp))
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
