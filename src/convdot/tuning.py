@@ -361,8 +361,8 @@ def _measure_jit(rng: np.random.Generator, repeat: int, quick: bool) -> float:
     parts = _threads.split(0, c, threads)
 
     def both() -> None:
-        _threads.run_parallel(lambda c0, c1: jit.input_f43(x, v, k, 0, n, c0, c1, -1, 1, th, tw), parts, threads)
-        _threads.run_parallel(lambda c0, c1: jit.output_f43(v, out, k, 0, n, c0, c1, 0, th, tw), parts, threads)
+        _threads.run_parallel(lambda c0, c1: jit.input_f43(x, v, k, 0, n, c0, c1, -1, 1, th, tw, 1, tw), parts, threads)
+        _threads.run_parallel(lambda c0, c1: jit.output_f43(v, out, k, 0, n, c0, c1, 0, th, tw, 1, tw), parts, threads)
 
     moved = 2.0 * v.nbytes + x.nbytes + out.nbytes
     return moved / _best_time(both, repeat)

@@ -287,6 +287,9 @@ SPLIT_U_BYTES = 4 << 20
 #: Scratch of the NumPy path per byte of transformed tiles and products (tensordot and transpose copies).
 NUMPY_SCRATCH = 3
 
+#: ``(first, step, count)`` of the rows a channels-last kernel reads or writes: all of them.
+ALL_ROWS = (0, 1, -1)
+
 
 def scratch_per_image(spec: ConvSpec, m: int, backend: str) -> int:
     """Bytes of scratch one image's block needs: transformed tiles and products (times the NumPy copies)."""
@@ -744,7 +747,7 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
         return _run_shared(xs, ut, k, out, spec, params, pt, pl, cols)
     out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
     th = tile_grid(spec, 4)[0]
-    whole = (xs, out, pt, pl, th, spec.out_shape[0] * th, (0, 1, -1), (0, 1, -1))
+    whole = (xs, out, pt, pl, th, spec.out_shape[0] * th, ALL_ROWS, ALL_ROWS)
     return out if _fused([whole], ut, k, spec, params, cols) else None
 
 
@@ -842,12 +845,12 @@ def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None
             for a in range(0, rows, chunk):
                 b = min(rows, a + chunk)
                 parts = _threads.split(a, b, threads)
-                bad = _threads.run_parallel(jit.input_f43_cl, [(xs, v, k, r0, r1, a, 0, -pt, pl, th, tw, dw, twp)
-                                                               for r0, r1 in parts], threads)
+                bad = _threads.run_parallel(jit.input_f43_cl, [(xs, v, k, r0, r1, a, 0, -pt, pl, th, tw, dw, twp,
+                                                                *ALL_ROWS) for r0, r1 in parts], threads)
                 if any(bad):
                     return None
                 _threads.run_parallel(products, [(i, p0, p1, (b - a) * tw) for i, (p0, p1) in points], threads)
-                _threads.run_parallel(jit.output_f43_cl, [(mv, out, k, r0, r1, a, 0, 0, th, tw, dw, twp)
+                _threads.run_parallel(jit.output_f43_cl, [(mv, out, k, r0, r1, a, 0, 0, th, tw, dw, twp, *ALL_ROWS)
                                                           for r0, r1 in parts], threads)
     finally:
         _give(raw)
