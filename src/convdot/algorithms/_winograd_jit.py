@@ -331,11 +331,11 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, 
             if y < 0 or y >= h:
                 ta[:] = 0
                 continue
+            src = x[n, :, ys + ystep * y, lo - pl:hi - pl]  # (C, columns): one view per row, not per channel
+            dst = ta[lo * c_in:hi * c_in].reshape(hi - lo, c_in)
             for c in range(c_in):  # read along the row, write along the channels
-                src = x[n, c, ys + ystep * y, lo - pl:hi - pl]
-                dst = ta[lo * c_in + c:hi * c_in:c_in]
                 for col in range(hi - lo):
-                    dst[col] = src[col]
+                    dst[col, c] = src[c, col]
         t0, t1, t2, t3, t4, t5 = T[0], T[1], T[2], T[3], T[4], T[5]
         e0, e1, e2, e3, e4, e5 = R[0], R[1], R[2], R[3], R[4], R[5]
         for f in range(wp * c_in):  # rows: B^T d, every column and channel in one loop
