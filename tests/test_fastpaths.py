@@ -189,6 +189,41 @@ def test_whole_plane_3x3_kernel_matches_reference(data):
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")
 @given(data=st.data())
+def test_same_padded_depthwise_planes_match_reference(data):
+    """The copy-free depthwise kernel ('same' padding, one input channel per group): dilations on
+    each axis, planes from 2*dilation + 1, several filters per group, NaN/inf in x, float32 and
+    float64; an inf or NaN weight takes the copying kernel, where padding times inf is NaN."""
+    g, cog = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    dil = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    side = [data.draw(st.integers(2 * d + 1, 12)) for d in dil]
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((data.draw(st.integers(2, 3)), g, *side)).astype(dtype)
+    if data.draw(st.booleans()):
+        x.flat[rng.integers(x.size, size=2)] = (np.nan, -np.inf)
+    w = rng.standard_normal((g * cog, 1, 3, 3)).astype(dtype)
+    if data.draw(st.integers(0, 4)) == 0:
+        w.flat[rng.integers(w.size)] = data.draw(st.sampled_from([np.inf, np.nan]))
+    kwargs = {"stride": 1, "dilation": dil, "groups": g, "padding": [(d, d) for d in dil]}
+    pads = tuple((d, d) for d in dil)
+    assert sliding.uses_same_planes((x.shape[0], g, 1, *side), (g, cog, 1, 3, 3), dil, pads, tuple(side))
+    threads = data.draw(st.integers(1, x.shape[0] * g * cog // 2))  # at least two planes per thread
+    assert sliding.uses_planes((x.shape[0], g, 1, *side), (g, cog, 1, 3, 3), (1, 1), dil, pads, tuple(side),
+                               x.dtype, threads)
+    with _jit("1"), _threads.using(threads):
+        _check(sliding.run_direct, x, w, kwargs)
+
+
+def test_copy_free_planes_only_for_same_padding():
+    depthwise = ((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (56, 56))
+    assert sliding.uses_same_planes(*depthwise)
+    assert not sliding.uses_same_planes((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), ((1, 0), (1, 1)), (55, 56))
+    assert not sliding.uses_same_planes((8, 128, 2, 56, 56), (128, 1, 2, 3, 3), (1, 1), ((1, 1), (1, 1)), (56, 56))
+    assert not sliding.uses_same_planes((1, 4, 1, 4, 9), (4, 1, 1, 3, 3), (2, 1), ((2, 2), (1, 1)), (4, 9))
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")
+@given(data=st.data())
 def test_fused_3x3_rows_of_one_large_plane_match_reference(data):
     """The image-filter kernel: one plane (so row by row, not whole planes), a 3x3 kernel's nine
     taps fused per row where all three rows are inside, row strides, dilation, uneven padding."""
