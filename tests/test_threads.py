@@ -132,3 +132,28 @@ def test_blas_single_reaches_the_real_blas():
         inside = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     assert inside and set(inside) == {1}
     assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_run_shared_hands_out_every_piece_once(threads):
+    """Workers that take pieces as they finish: all of them run, and every index comes out exactly
+    once, however unevenly they go (one worker sleeps on each piece)."""
+    import threading
+    import time
+
+    taken: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def work(t, take):
+        mine = 0
+        while (i := take()) < 40:
+            if t == 0:
+                time.sleep(0.001)
+            with lock:
+                taken.append((t, i))
+            mine += 1
+        return mine
+
+    counts = _threads.run_shared(work, threads)
+    assert len(counts) == threads and sum(counts) == 40
+    assert sorted(i for _, i in taken) == list(range(40))
