@@ -6,8 +6,8 @@ every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output 
 
 - Columns are built a block of images and output rows at a time, small enough to stay in cache
   and always within the memory budget. With numba (2-D float layers, :func:`compiled`) each
-  thread takes its share of the blocks (:data:`FUSED_BYTES` each), fills one with a single call
-  of a compiled gather and multiplies it on one BLAS thread at once. Otherwise they are built tap
+  thread takes the next block (:data:`FUSED_BYTES` each) as it finishes one, fills it with a
+  single call of a compiled gather and multiplies it on one BLAS thread at once. Otherwise they are built tap
   by tap: for each kernel tap, one strided slice of the padded input is copied into its rows of
   the column block (``prod(k)`` large copies instead of one scattered gather; :data:`BLOCK_BYTES`).
 - Strided layers read the input's stride phases (:func:`phased`), so every tap's rows are
@@ -22,6 +22,7 @@ every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
@@ -34,12 +35,13 @@ from ._common import array_bytes, ensure_memory, jit_available, pad, phase_cut, 
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
 
-#: With the compiled gather, each thread's column block: one core's L2 (2 MiB here). Against NumPy's
-#: tap copies into 4 MiB blocks multiplied on both BLAS threads (interleaved A/B): stem-7x7 1.35-1.42x,
-#: down-3x3 1.36-1.45x, resnet-3x3-56 1.24x faster. 512 KiB - 1 MiB blocks ran within the noise of
-#: 2 MiB, 256 KiB blocks 0.76-0.95x; gathering on both threads into one block multiplied on both
-#: BLAS threads ran 0.45-0.86x.
-FUSED_BYTES = 2 << 20
+#: With the compiled gather, each thread's column block: half of one core's L2 (2 MiB here). Against
+#: NumPy's tap copies into 4 MiB blocks multiplied on both BLAS threads (interleaved A/B): stem-7x7
+#: 1.35-1.42x, down-3x3 1.36-1.45x, resnet-3x3-56 1.24x faster (with 2 MiB blocks). With fixed shares
+#: of the blocks, 512 KiB - 1 MiB ran within the noise of 2 MiB and 256 KiB 0.76-0.95x; since the
+#: threads take blocks as they finish one, 1 MiB ran 1.02-1.10x (more blocks even out uneven cores).
+#: Gathering on both threads into one block multiplied on both BLAS threads ran 0.45-0.86x.
+FUSED_BYTES = 1 << 20
 
 #: The compiled gather runs from this many multiply-adds, as Winograd's compiled kernels: below, loading
 #: numba (about 0.3 s, once per process) costs more than the gather saves, and `convdot demo` stays without it.
@@ -186,10 +188,11 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     out = np.empty((n, g, cog, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
     gather = _gatherer(xg, spec, strided) if fast else None
 
-    def work(b0: int, b1: int) -> None:
+    def work(worker: int, take: Callable[[], int]) -> None:
         # one buffer for a thread's blocks; a smaller last block uses its start, so it is still contiguous
         storage = np.empty(images * g * cg * taps * rows * rest, dtype=spec.dtype)
-        for n0, nb, r0, nr in blocks[b0:b1]:
+        while (i := take()) < len(blocks):
+            n0, nb, r0, nr = blocks[i]
             cols = storage[:nb * g * cg * taps * nr * rest].reshape(nb, g * cg, taps, nr, *out_sp[1:])
             if fast:
                 gather(cols, n0, r0)
@@ -205,12 +208,12 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
             flat.shape = (nb, g, cog, nr * rest)  # rows of one channel are contiguous: a view, never a copy
             np.matmul(w_row, x_col, out=flat)
 
-    jobs = _threads.split(0, len(blocks), threads)
-    if len(jobs) > 1:  # each thread's GEMMs on one BLAS thread: the threads already fill the cores
+    used = min(threads, len(blocks))
+    if used > 1:  # each thread's GEMMs on one BLAS thread: the threads already fill the cores
         with _threads.blas_single():
-            _threads.run_parallel(work, jobs, threads)
+            _threads.run_shared(work, used)  # each takes the next block when done with one
     else:
-        work(0, len(blocks))
+        work(0, itertools.count().__next__)
     return out.reshape(spec.out_shape)
 
 
