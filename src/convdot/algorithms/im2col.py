@@ -152,9 +152,9 @@ def _thread_block(spec: ConvSpec, committed: int, threads: int) -> tuple[int, in
 def _even(images: int, rows: int, n: int, h: int, threads: int) -> tuple[int, int]:
     """``(images, rows)`` per block, no larger, such that the threads get as many blocks each.
 
-    Each thread takes a run of whole blocks, so a count that does not divide by the threads leaves
-    one thread a block more: on the stem-7x7 layer, 25-row blocks (5 of them) gave one thread 62
-    rows and the other 50.
+    A count that does not divide by the threads leaves one thread a block more at the end while the
+    other waits (when the cores run at the same speed): on the stem-7x7 layer, 25-row blocks (5 of
+    them) gave one thread 62 rows and the other 50.
     """
     if rows < h:  # blocks of rows of one image
         per = -(-h // rows)
