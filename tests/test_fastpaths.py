@@ -206,7 +206,7 @@ def test_same_padded_depthwise_planes_match_reference(data):
         w.flat[rng.integers(w.size)] = data.draw(st.sampled_from([np.inf, np.nan]))
     kwargs = {"stride": 1, "dilation": dil, "groups": g, "padding": [(d, d) for d in dil]}
     pads = tuple((d, d) for d in dil)
-    assert sliding.uses_same_planes((x.shape[0], g, 1, *side), (g, cog, 1, 3, 3), dil, pads, tuple(side))
+    assert sliding.uses_same_planes((x.shape[0], g, 1, *side), dil, pads, tuple(side))
     threads = data.draw(st.integers(1, x.shape[0] * g * cog // 2))  # at least two planes per thread
     assert sliding.uses_planes((x.shape[0], g, 1, *side), (g, cog, 1, 3, 3), (1, 1), dil, pads, tuple(side),
                                x.dtype, threads)
@@ -215,11 +215,10 @@ def test_same_padded_depthwise_planes_match_reference(data):
 
 
 def test_copy_free_planes_only_for_same_padding():
-    depthwise = ((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (56, 56))
-    assert sliding.uses_same_planes(*depthwise)
-    assert not sliding.uses_same_planes((8, 256, 1, 56, 56), (256, 1, 1, 3, 3), (1, 1), ((1, 0), (1, 1)), (55, 56))
-    assert not sliding.uses_same_planes((8, 128, 2, 56, 56), (128, 1, 2, 3, 3), (1, 1), ((1, 1), (1, 1)), (56, 56))
-    assert not sliding.uses_same_planes((1, 4, 1, 4, 9), (4, 1, 1, 3, 3), (2, 1), ((2, 2), (1, 1)), (4, 9))
+    assert sliding.uses_same_planes((8, 256, 1, 56, 56), (1, 1), ((1, 1), (1, 1)), (56, 56))  # depthwise
+    assert not sliding.uses_same_planes((8, 256, 1, 56, 56), (1, 1), ((1, 0), (1, 1)), (55, 56))  # not 'same'
+    assert not sliding.uses_same_planes((8, 128, 2, 56, 56), (1, 1), ((1, 1), (1, 1)), (56, 56))  # 2 channels
+    assert not sliding.uses_same_planes((1, 4, 1, 4, 9), (2, 1), ((2, 2), (1, 1)), (4, 9))  # rows < 2d + 1
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="numba (convdot[fast]) is not installed")

@@ -97,11 +97,14 @@ def uses_planes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tupl
             and rows * cols * np.dtype(dtype).itemsize <= PLANE_BYTES)
 
 
-def uses_same_planes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], dilation: tuple[int, ...],
-                     pads: tuple[tuple[int, int], ...], out_sp: tuple[int, ...]) -> bool:
+def uses_same_planes(x_shape: tuple[int, ...], dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+                     out_sp: tuple[int, ...]) -> bool:
     """Whether the whole planes run without copies (:func:`~convdot.algorithms._direct_jit.planes3x3_same`):
     one input channel per group and 'same' padding, ``dilation`` on each side, around planes of at
-    least ``2*dilation + 1`` on each axis; the caller checks the weights are finite."""
+    least ``2*dilation + 1`` on each axis; the caller checks the weights are finite.
+
+    ``x_shape`` is ``(N, G, Cg, H, W)``.
+    """
     h, wi = x_shape[3:]
     return (x_shape[2] == 1 and tuple(out_sp) == (h, wi)
             and all(lo == hi == d and n > 2 * d for (lo, hi), d, n in zip(pads, dilation, (h, wi))))
@@ -299,7 +302,7 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
             out = np.empty((n, g, cog, *out_sp), dtype=xg.dtype)
             planes = _threads.split(0, n * g * cog, threads)
             # finite weights only: this kernel leaves out the taps in the padding, where 0 * inf is NaN
-            if uses_same_planes(xg.shape, wg.shape, dilation, pads, out_sp) and np.isfinite(wc).all():
+            if uses_same_planes(xg.shape, dilation, pads, out_sp) and np.isfinite(wc).all():
                 jobs = [(xc, wc, out, dh, dw, a, b) for a, b in planes]
                 _threads.run_parallel(_direct_jit.planes3x3_same, jobs, threads)
             else:
