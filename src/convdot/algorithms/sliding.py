@@ -18,6 +18,7 @@ Two ways to evaluate the same sum, chosen by the problem's shape (:func:`uses_di
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -78,6 +79,10 @@ def cost(spec: ConvSpec) -> dict[str, float]:
 #: Largest zero-bordered scratch plane (bytes) of the compiled whole-plane 3x3 kernel: it and the
 #: plane of sums beside it (as large) stay in L2.
 PLANE_BYTES = 1 << 20
+
+#: Pieces of planes per thread that the whole-plane kernels' threads take as they finish one: enough
+#: to even out cores running at different speeds, few enough that a piece's call costs nothing.
+PLANE_PIECES = 16
 
 
 def uses_planes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, ...],
@@ -300,14 +305,19 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
             # the kernel writes every element: np.empty, not np.zeros (calloc maps fresh zero pages
             # on every call: 2.6 ms of page faults on a 26 MB output, a quarter of a depthwise layer)
             out = np.empty((n, g, cog, *out_sp), dtype=xg.dtype)
-            planes = _threads.split(0, n * g * cog, threads)
             # finite weights only: this kernel leaves out the taps in the padding, where 0 * inf is NaN
             if uses_same_planes(xg.shape, dilation, pads, out_sp) and np.isfinite(wc).all():
-                jobs = [(xc, wc, out, dh, dw, a, b) for a, b in planes]
-                _threads.run_parallel(_direct_jit.planes3x3_same, jobs, threads)
+                kernel, args = _direct_jit.planes3x3_same, (xc, wc, out, dh, dw)
             else:
-                jobs = [(xc, wc, out, dh, dw, pt, pl, a, b) for a, b in planes]
-                _threads.run_parallel(_direct_jit.planes3x3, jobs, threads)
+                kernel, args = _direct_jit.planes3x3, (xc, wc, out, dh, dw, pt, pl)
+            count = n * g * cog
+            step = max(1, count // (PLANE_PIECES * threads))
+
+            def planes(t: int, take: Callable[[], int]) -> None:
+                while (a := take() * step) < count:
+                    kernel(*args, a, min(count, a + step))
+
+            _threads.run_shared(planes, threads)  # each thread takes the next planes as it finishes
             return out
         out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
         rows = n * g * cog * out_sp[0]
