@@ -339,7 +339,7 @@ def test_plan_says_how_im2col_builds_its_columns():
     text = str(convdot.plan(x, w, stride=2, padding=3, threads=2))
     images, rows = im2col.column_block(_parsed(x, w, {"stride": 2, "padding": 3}).spec, 2)
     assert images == 1 and rows < 112
-    assert f"compiled column gather, blocks of {rows} output rows, each thread its own" in text
+    assert f"compiled column gather, blocks of {rows} output rows, taken by the threads in turn" in text
 
 
 @given(problem=conv_problems(), data=st.data())

@@ -74,7 +74,8 @@ def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
     # compiled: tile rows per thread's chunk (channels-last); NumPy: images per block
     assert layer.params["block"] < 0 if layer.params["backend"] == "jit" else layer.params["block"] >= 1
     if layer.params["backend"] == "jit":
-        assert f"channels-last, chunks of {-layer.params['block']} tile rows (each thread its own)" in str(layer)
+        rows = -layer.params["block"]
+        assert f"channels-last, chunks of {rows} tile rows (taken by the threads in turn)" in str(layer)
 
 
 def test_a_separable_filter_is_costed_as_two_passes():

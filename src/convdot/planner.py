@@ -373,7 +373,7 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
     if method == "im2col" and spec is not None and ALGORITHMS["im2col"].compiled(spec):
         images, rows = ALGORITHMS["im2col"].column_block(spec, params.get("threads"))
         size = f"{images} image{'s' if images != 1 else ''}" if rows == spec.out_shape[2] else f"{rows} output rows"
-        parts.append(f"compiled column gather, blocks of {size}, each thread its own")
+        parts.append(f"compiled column gather, blocks of {size}, taken by the threads in turn")
     if "tile" in params:
         parts.append(f"F({params['tile']},3) tiles")
     chunks = spec is not None and params.get("backend") == "jit" and "tile" in params \
@@ -382,9 +382,9 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
         b = params.get("block", 1)
         rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile rows"
         wg = ALGORITHMS["winograd"]
-        share = ("shared by the threads, which split the transform points"
+        share = ("shared by the threads, which take its transform points in turn"
                  + (", products written over the transformed input" if wg.in_place(spec) else "")
-                 if wg.shares_chunks(spec) else "each thread its own")
+                 if wg.shares_chunks(spec) else "taken by the threads in turn")
         parts.append(f"channels-last, chunks of {rows} ({share})")
     elif "block" in params:
         b = params["block"]

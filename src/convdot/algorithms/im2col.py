@@ -124,7 +124,7 @@ def _block(spec: ConvSpec, committed: int, target: int = BLOCK_BYTES) -> tuple[i
 
 
 def compiled(spec: ConvSpec) -> bool:
-    """Whether the columns are gathered by the compiled kernel, each thread its own blocks.
+    """Whether the columns are gathered by the compiled kernel, the threads taking blocks in turn.
 
     2-D float layers from :data:`JIT_MIN_MACS` multiply-adds, with numba (``convdot[fast]``).
     """
