@@ -7,9 +7,10 @@ every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output 
 - Columns are built a block of images and output rows at a time, small enough to stay in cache
   and always within the memory budget. With numba (2-D float layers, :func:`compiled`) each
   thread takes the next block (:data:`FUSED_BYTES` each) as it finishes one, fills it with a
-  single call of a compiled gather and multiplies it on one BLAS thread at once. Otherwise they are built tap
-  by tap: for each kernel tap, one strided slice of the padded input is copied into its rows of
-  the column block (``prod(k)`` large copies instead of one scattered gather; :data:`BLOCK_BYTES`).
+  single call of a compiled gather and multiplies it on one BLAS thread at once. Otherwise they
+  are built tap by tap: for each kernel tap, one strided slice of the padded input is copied into
+  its rows of the column block (``prod(k)`` large copies instead of one scattered gather;
+  :data:`BLOCK_BYTES`).
 - Strided layers read the input's stride phases (:func:`phased`), so every tap's rows are
   unit-stride.
 - ``np.matmul`` broadcasts ``W_row`` of shape ``(G, Cog, Cg*K)`` over a column block of shape
