@@ -60,6 +60,19 @@ def test_cached_parameters_reach_the_method(cache):
     np.testing.assert_allclose(out, convdot.conv(x, w, padding=1, method="reference"), rtol=1e-4, atol=1e-4)
 
 
+def test_a_winner_recorded_after_a_plan_is_taken_by_the_next_plan(cache):
+    """The planner keeps each problem's estimates between calls; a changed tuning cache is seen."""
+    x, w = _layer(c=8)
+    first = convdot.plan(x, w, padding=1, threads=1)
+    assert first.source == "model"
+    other = "sliding" if first.method != "sliding" else "im2col"
+    tuning.record(_spec(x, w, padding=1), 1, other, {}, {})
+    again = convdot.plan(x, w, padding=1, threads=1)
+    assert (again.method, again.source) == (other, "tuned")
+    tuning.clear()
+    assert convdot.plan(x, w, padding=1, threads=1).source == "model"
+
+
 def test_a_cached_winner_that_cannot_run_is_ignored(cache):
     x, w = _layer()
     tuning.record(_spec(x, w, padding=1), 1, "winograd", {"tile": 4, "block": 1, "backend": "numpy"}, {})
