@@ -71,6 +71,9 @@ def max_rel_error(actual: object, expected: object) -> float:
 
 def peak_memory(fn: Callable[[], object]) -> int:
     """Largest traced allocation total while ``fn`` runs (its output included), in bytes."""
+    from convdot.algorithms._common import clear_pool
+
+    clear_pool()  # the output is a new allocation, not a block kept from the timed calls
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

@@ -374,6 +374,9 @@ def test_im2col_stride1_pointwise_reads_x_in_place(rng):
 def _peak(fn) -> int:
     import tracemalloc
 
+    from convdot.algorithms._common import clear_pool
+
+    clear_pool()  # the output counts as a new allocation, not a block kept from an earlier call
     tracemalloc.start()
     try:
         fn()
@@ -411,3 +414,50 @@ def test_a_problem_too_large_for_memory_is_a_memory_error(monkeypatch):
     for method in ("sliding", "im2col", "fft"):
         with pytest.raises(MemoryError, match=r"conv2d: method='\w+' needs .* MiB .* only 1.0 MiB"):
             convdot.conv2d(x, w, method=method)
+
+
+def test_outputs_reuse_freed_blocks_and_never_share_a_live_one(monkeypatch):
+    """A method's output of 1 MiB or more comes from a block a dead output left; live outputs, and
+    views that outlive their array, keep theirs; the pool holds at most POOL_BYTES."""
+    import gc
+
+    from convdot.algorithms import _common
+
+    _common.clear_pool()
+    shape = (2, 64, 64, 64)  # 4 MiB of float64
+    a = _common.output_array(shape, np.float64)
+    a_at = a.ctypes.data
+    b = _common.output_array(shape, np.float64)
+    assert b.ctypes.data != a_at and a.shape == shape and a.dtype == np.float64 and a.flags.c_contiguous
+    del a
+    gc.collect()
+    c = _common.output_array(shape, np.float64)
+    assert c.ctypes.data == a_at  # the freed block, not a fresh one
+    view = c[1]
+    del c
+    gc.collect()
+    d = _common.output_array(shape, np.float64)
+    assert d.ctypes.data != a_at and view.ctypes.data >= a_at  # the view still holds it
+    small = _common.output_array((4, 4), np.float32)
+    del small
+    assert 16 * 4 not in _common._pool  # small outputs are plain np.empty
+    monkeypatch.setattr(_common, "POOL_BYTES", b.nbytes)
+    _common.clear_pool()
+    del b, d, view
+    gc.collect()
+    assert _common._pool_held[0] == 4 << 20  # one of the three freed blocks kept: the cap
+
+
+def test_pooled_outputs_are_right_however_they_are_reused(rng):
+    """Back-to-back calls into recycled blocks give the same answers as fresh ones."""
+    from convdot.algorithms import _common
+
+    x = rng.standard_normal((2, 16, 96, 96))  # a 2.4 MB output: pooled
+    w = rng.standard_normal((16, 16, 3, 3))
+    _common.clear_pool()
+    first = {m: convdot.conv2d(x, w, padding=1, method=m) for m in ("im2col", "sliding", "winograd", "fft")}
+    for m, want in first.items():
+        kept = want.copy()
+        del want
+        first[m] = None
+        assert_close(convdot.conv2d(x, w, padding=1, method=m), kept, 1.0)

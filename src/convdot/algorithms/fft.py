@@ -38,7 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, finite_fixup, pad, scratch_budget
+from ._common import array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -289,7 +289,7 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
     plain = cg == 1 and cog == 1
     wg = wf.reshape(nf, g, cg, cog).transpose(1, 0, 2, 3)  # (G, F, Cg, Cog): a view, matrices contiguous
 
-    out = np.empty(spec.out_shape, dtype=spec.dtype)  # (N, C_out, *out)
+    out = output_array(spec.out_shape, spec.dtype)  # (N, C_out, *out)
     view = sliding_window_view(xe, m, axis=tuple(range(2, 2 + nd)))  # (N, C, *positions, *M)
     starts = tuple(slice(0, b * s, s) for b, s in zip(nblk, step))
     view = view[(Ellipsis, *starts, *(slice(None),) * nd)]  # (N, C, *nblk, *M)

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, jit_available, pad, phase_cut, scratch_budget, tap_index
+from ._common import array_bytes, ensure_memory, jit_available, output_array, pad, phase_cut, scratch_budget, tap_index
 
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
@@ -98,7 +98,7 @@ def _pointwise(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     n, c_out = spec.out_shape[:2]
     p = math.prod(spec.out_shape[2:])
     w_row = _w_row(w, spec)  # (G, Cog, Cg)
-    out = np.empty((n, g, c_out // g, p), dtype=spec.dtype)  # (N, G, Cog, P)
+    out = output_array((n, g, c_out // g, p), spec.dtype)  # (N, G, Cog, P)
     xs = np.asarray(x)
     if all(s == 1 for s in spec.stride):
         xm = xs.astype(spec.dtype, copy=False).reshape(n, g, -1, p)  # (N, G, Cg, P): a view when x is contiguous
@@ -186,7 +186,7 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     images, rows = column_block(spec, threads, xg.nbytes)
     blocks = [(n0, min(images, n - n0), r0, min(rows, out_sp[0] - r0))
               for n0 in range(0, n, images) for r0 in range(0, out_sp[0], rows)]
-    out = np.empty((n, g, cog, *out_sp), dtype=spec.dtype)  # (N, G, Cog, *out)
+    out = output_array((n, g, cog, *out_sp), spec.dtype)  # (N, G, Cog, *out)
     gather = _gatherer(xg, spec, strided) if fast else None
 
     def work(worker: int, take: Callable[[], int]) -> None:

@@ -24,7 +24,17 @@ import numpy as np
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, grouped, jit_available, pad, scratch_budget, tap_index, windows
+from ._common import (
+    array_bytes,
+    ensure_memory,
+    grouped,
+    jit_available,
+    output_array,
+    pad,
+    scratch_budget,
+    tap_index,
+    windows,
+)
 
 #: Most window data one einsum block may touch (it may be copied once inside einsum).
 _BLOCK_BYTES = 32 << 20
@@ -142,7 +152,7 @@ def run_windows(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     wg = np.asarray(w, dtype=spec.dtype).reshape(g, -1, *w.shape[1:])  # (G, Cog, Cg, *k)
     o_ax, k_ax = "ijklmn"[:nd], "pqrstu"[:nd]  # spatial rank <= 6
     expr = f"zgc{o_ax}{k_ax},gyc{k_ax}->zgy{o_ax}"
-    out = np.empty((spec.out_shape[0], g, wg.shape[1], *spec.out_shape[2:]), dtype=spec.dtype)  # (N, G, Cog, *out)
+    out = output_array((spec.out_shape[0], g, wg.shape[1], *spec.out_shape[2:]), spec.dtype)  # (N, G, Cog, *out)
     # einsum may copy a block of windows once (and hold its product); keep that inside the budget
     cap = min(_BLOCK_BYTES, scratch_budget(spec, xp.nbytes) // 3)
     row_bytes = math.prod(win.shape[:3] + win.shape[4:]) * win.itemsize
@@ -304,7 +314,7 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
         if uses_planes(xg.shape, wg.shape, stride, dilation, pads, out_sp, xg.dtype, threads):
             # the kernel writes every element: np.empty, not np.zeros (calloc maps fresh zero pages
             # on every call: 2.6 ms of page faults on a 26 MB output, a quarter of a depthwise layer)
-            out = np.empty((n, g, cog, *out_sp), dtype=xg.dtype)
+            out = output_array((n, g, cog, *out_sp), xg.dtype)
             # finite weights only: this kernel leaves out the taps in the padding, where 0 * inf is NaN
             if uses_same_planes(xg.shape, dilation, pads, out_sp) and np.isfinite(wc).all():
                 kernel, args = _direct_jit.planes3x3_same, (xc, wc, out, dh, dw)

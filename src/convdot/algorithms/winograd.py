@@ -58,6 +58,7 @@ from ._common import (
     ensure_memory,
     finite_fixup,
     jit_available,
+    output_array,
     pad,
     phase_cut,
     scratch_budget,
@@ -547,7 +548,7 @@ def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     if any(d != 1 for d in (spec.dilation[:1] if cols else spec.dilation)):
         phases = _column_dilated(spec) if cols else dilation_phases(spec)
         xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
-        out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
+        out = output_array(spec.out_shape, spec.dtype) if out is None else out
         # a phase has 1/(its phase count) of the tiles: as many more images (or tile rows) per block
         split = spec.dilation[:1] if cols else spec.dilation
         grow = int(np.prod(split)) if params.block > 0 else int(np.prod(split[1:]))
@@ -635,7 +636,7 @@ def _run_numpy(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params) ->
     images, rows = max((n1 - n0, i1 - i0) for n0, n1, i0, i1 in jobs)
     block_bytes = scratch_per_image(spec, m, "numpy") * images * rows // t[0]
     ensure_memory(spec, array_bytes(spec.out_shape, spec.dtype) + block_bytes * params.threads, "winograd")
-    out = np.empty(spec.out_shape, dtype=spec.dtype)
+    out = output_array(spec.out_shape, spec.dtype)
 
     def one(n0: int, n1: int, i0: int, i1: int) -> None:
         part = xp[n0:n1, :, m * i0:m * i1 + 2]  # (nb, C, rows, *rest)
@@ -693,7 +694,7 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize, "winograd")
-    out = np.empty(spec.out_shape, dtype=dt) if out is None else out
+    out = output_array(spec.out_shape, dt) if out is None else out
     v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
     m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
@@ -746,7 +747,7 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     """
     if shares_chunks(spec):
         return _run_shared(xs, ut, k, out, spec, params, pt, pl, cols)
-    out = np.empty(spec.out_shape, dtype=spec.dtype) if out is None else out
+    out = output_array(spec.out_shape, spec.dtype) if out is None else out
     th = tile_grid(spec, 4)[0]
     whole = (xs, out, pt, pl, th, spec.out_shape[0] * th, ALL_ROWS, ALL_ROWS)
     return out if _fused([whole], ut, k, spec, params, cols) else None
@@ -824,7 +825,7 @@ def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None
     c_in, c_out, threads = spec.x_shape[1], spec.out_shape[1], params.threads
     dt, (th, rows, chunk, sizes) = spec.dtype, _chunks(spec, params, tw)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize, "winograd")
-    out = np.empty(spec.out_shape, dtype=dt) if out is None else out
+    out = output_array(spec.out_shape, dt) if out is None else out
     raw = _take(sum(sizes) * dt.itemsize)
     flat = raw[:sum(sizes) * dt.itemsize].view(dt)
     v = flat[:sizes[0]].reshape(36, chunk * tw, c_in)
