@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import math
@@ -198,7 +199,8 @@ def output_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """``np.empty(shape, dtype)`` for a method's output, from a kept block when one of its size is free.
 
     The array is a view of a 1-D byte block; when the array and every view of it are gone, the
-    block goes back to the pool (while the pool holds under :data:`POOL_BYTES`).
+    block goes back to the pool (while the pool holds under :data:`POOL_BYTES`). It is writeable,
+    C-contiguous and aligned, but does not own its data (``flags.owndata`` is False).
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
@@ -211,9 +213,12 @@ def output_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
             _pool_held[0] -= nbytes
     if block is None:
         block = np.empty(nbytes, dtype=np.uint8)
-    out = block.view(dtype).reshape(shape)
-    weakref.finalize(out, _keep, block).atexit = False
-    return out
+    # Views of an ndarray name the array owning the memory as their base, so a finalizer on `out`
+    # could run while a view of it lives. Every view does keep this ctypes wrapper alive: the block
+    # goes back only when the wrapper dies.
+    holder = (ctypes.c_char * nbytes).from_buffer(block)
+    weakref.finalize(holder, _keep, block).atexit = False
+    return np.frombuffer(holder, dtype=dtype, count=math.prod(shape)).reshape(shape)
 
 
 def _keep(block: np.ndarray) -> None:
