@@ -147,6 +147,21 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
                     b += 1
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _weights9(wc):  # pragma: no cover - compiled
+    """The nine taps of a 3x3 kernel, row by row."""
+    return wc[0, 0], wc[0, 1], wc[0, 2], wc[1, 0], wc[1, 1], wc[1, 2], wc[2, 0], wc[2, 1], wc[2, 2]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _shifts9(a, span, s1, s2, dw):  # pragma: no cover - compiled
+    """The nine ``span``-long views of flat ``a`` that a 3x3 kernel's taps read: kernel rows ``s1``
+    and ``s2`` apart, columns ``dw``."""
+    return (a[0:span], a[dw:dw + span], a[2 * dw:2 * dw + span],
+            a[s1:s1 + span], a[s1 + dw:s1 + dw + span], a[s1 + 2 * dw:s1 + 2 * dw + span],
+            a[s2:s2 + span], a[s2 + dw:s2 + dw + span], a[s2 + 2 * dw:s2 + 2 * dw + span])
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def planes3x3(x, w, out, dh, dw, pt, pl, start, stop):  # pragma: no cover - compiled
     """Write the stride-1 3x3 direct sum into whole output planes ``start:stop`` of ``(N, G, Cog)``.
@@ -184,13 +199,8 @@ def planes3x3(x, w, out, dh, dw, pt, pl, start, stop):  # pragma: no cover - com
                     for j in range(wi):
                         dst[j] = src[j]
                 copied = key
-            wc = w[g, o, c]
-            w00, w01, w02 = wc[0, 0], wc[0, 1], wc[0, 2]
-            w10, w11, w12 = wc[1, 0], wc[1, 1], wc[1, 2]
-            w20, w21, w22 = wc[2, 0], wc[2, 1], wc[2, 2]
-            a0, a1, a2 = buf[0:span], buf[dw:dw + span], buf[2 * dw:2 * dw + span]
-            b0, b1, b2 = buf[s1:s1 + span], buf[s1 + dw:s1 + dw + span], buf[s1 + 2 * dw:s1 + 2 * dw + span]
-            c0, c1, c2 = buf[s2:s2 + span], buf[s2 + dw:s2 + dw + span], buf[s2 + 2 * dw:s2 + 2 * dw + span]
+            w00, w01, w02, w10, w11, w12, w20, w21, w22 = _weights9(w[g, o, c])
+            a0, a1, a2, b0, b1, b2, c0, c1, c2 = _shifts9(buf, span, s1, s2, dw)
             if c == 0:  # the first channel writes: acc is never zero-filled
                 for f in range(span):
                     acc[f] = ((w00 * a0[f] + w01 * a1[f] + w02 * a2[f])
@@ -242,13 +252,8 @@ def planes3x3_same(x, w, out, dh, dw, start, stop):  # pragma: no cover - compil
         n = q // g_count
         x2, o2 = x[n, g, 0], out[n, g, o]
         xp, op = x2.ravel(), o2.ravel()
-        wc = w[g, o, 0]
-        w00, w01, w02 = wc[0, 0], wc[0, 1], wc[0, 2]
-        w10, w11, w12 = wc[1, 0], wc[1, 1], wc[1, 2]
-        w20, w21, w22 = wc[2, 0], wc[2, 1], wc[2, 2]
-        a0, a1, a2 = xp[0:span], xp[dw:dw + span], xp[2 * dw:2 * dw + span]
-        b0, b1, b2 = xp[s1:s1 + span], xp[s1 + dw:s1 + dw + span], xp[s1 + 2 * dw:s1 + 2 * dw + span]
-        c0, c1, c2 = xp[s2:s2 + span], xp[s2 + dw:s2 + dw + span], xp[s2 + 2 * dw:s2 + 2 * dw + span]
+        w00, w01, w02, w10, w11, w12, w20, w21, w22 = _weights9(w[g, o, 0])
+        a0, a1, a2, b0, b1, b2, c0, c1, c2 = _shifts9(xp, span, s1, s2, dw)
         dst = op[lo_f:hi_f]
         for f in range(span):
             dst[f] = ((w00 * a0[f] + w01 * a1[f] + w02 * a2[f])
