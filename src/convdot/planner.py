@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,11 +426,12 @@ def _all_finite(a: np.ndarray) -> bool:
 #: ms with this kept; auto then took 1.02-1.05x the time of the method it chose on those 3-4 ms layers.
 _prepared: dict[tuple, tuple] = {}
 _PREPARED_ENTRIES = 256
+_prepared_lock = threading.Lock()  # threads may plan at once; the oldest entry goes when it is full
 
 
 def _prepare(spec: ConvSpec, x: np.ndarray, w: np.ndarray, n_threads: int, direct_only: bool,
              cache: dict[str, Any], facts: tuple) -> tuple[dict[str, str], dict[str, tuple], dict | None]:
-    """What :func:`choose` excludes and why, every other method's estimate, and the tuned winner."""
+    """What :func:`choose` excludes and why, the other methods' estimates, and the tuned winner."""
     from . import tuning
 
     excluded: dict[str, str] = {}
@@ -486,9 +488,10 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
     if known is None or known[0] is not cache:
         known = (cache, *_prepare(spec, x, w, n_threads, direct_only, cache, facts))
         if spec.dtype.kind in "fc":
-            if len(_prepared) >= _PREPARED_ENTRIES:
-                _prepared.pop(next(iter(_prepared)))
-            _prepared[key] = known
+            with _prepared_lock:
+                if len(_prepared) >= _PREPARED_ENTRIES:
+                    _prepared.pop(next(iter(_prepared)))
+                _prepared[key] = known
     excluded, estimates, tuned = dict(known[1]), dict(known[2]), known[3]
     # The NaN/inf rule reads the whole input, so it is checked only when a transform could win.
     finite = True
