@@ -87,7 +87,10 @@ def run_parallel(fn: Callable[..., T], jobs: Sequence[tuple], threads: int) -> l
         pool = _pools.get(threads)
         if pool is None:
             pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="convdot")
-    return list(pool.map(lambda job: fn(*job), jobs))
+    # each job in a copy of the caller's context: np.errstate (which execute() sets so that 0 * inf
+    # inside a GEMM does not warn) and using() are context variables, which pool threads lack
+    ctx = contextvars.copy_context()
+    return list(pool.map(lambda job: ctx.copy().run(fn, *job), jobs))
 
 
 def run_shared(fn: Callable[[int, Callable[[], int]], T], threads: int) -> list[T]:
