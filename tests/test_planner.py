@@ -161,17 +161,20 @@ def test_auto_leaves_the_nan_check_to_the_compiled_winograd_kernels(monkeypatch)
     real = planner._all_finite
     monkeypatch.setattr(planner, "_all_finite", lambda a: scanned.append(a.size) or real(a))
     out = convdot.conv2d(x, w, padding=1)
-    assert x.size not in scanned and w.size in scanned  # the kernels read every value of x anyway
+    assert x.size not in scanned and w.size not in scanned  # the kernels read every value anyway
     np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=1, method="im2col"), atol=1e-3)
     assert "nonfinite" not in convdot.plan(x, w, padding=1).params  # what a user is shown is checked in full
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_found_by_the_kernels_sends_auto_back_to_a_direct_method(bad, monkeypatch):
+@pytest.mark.parametrize(("bad", "where"), [(np.nan, "x"), (np.inf, "x"), (np.nan, "w"), (-np.inf, "w")])
+def test_nan_found_by_the_kernels_sends_auto_back_to_a_direct_method(bad, where, monkeypatch):
     from convdot.algorithms import winograd
 
     x, w = _compiled_winograd_layer()
-    x[2, 7, 39, 0] = bad
+    if where == "x":
+        x[2, 7, 39, 0] = bad
+    else:
+        w[5, 3, 0, 2] = bad
     calls = []
     real = winograd.run
     monkeypatch.setattr(winograd, "run", lambda *a, **k: calls.append(k.get("nonfinite")) or real(*a, **k))
