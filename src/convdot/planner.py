@@ -429,7 +429,7 @@ _PREPARED_ENTRIES = 256
 _prepared_lock = threading.Lock()  # threads may plan at once; the oldest entry goes when it is full
 
 
-def _prepare(spec: ConvSpec, x: np.ndarray, w: np.ndarray, n_threads: int, direct_only: bool,
+def _prepare(spec: ConvSpec, x: np.ndarray, w: np.ndarray, n_threads: int, direct_only: bool, jit: bool,
              cache: dict[str, Any], facts: tuple) -> tuple[dict[str, str], dict[str, tuple], dict | None]:
     """What :func:`choose` excludes and why, the other methods' estimates, and the tuned winner."""
     from . import tuning
@@ -445,7 +445,7 @@ def _prepare(spec: ConvSpec, x: np.ndarray, w: np.ndarray, n_threads: int, direc
             excluded[m] = "integer input is summed exactly in int64 by a direct method"
     r = rates(cache)
     estimates = dict(_estimates(spec, n_threads, tuple(m for m in METHODS if m not in excluded),
-                                tuple(sorted(r.items())), _jit_state(), facts))
+                                tuple(sorted(r.items())), jit, facts))
     return excluded, estimates, tuning.lookup(spec, n_threads, cache)
 
 
@@ -484,10 +484,11 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
     n_threads = _threads.num_threads(threads, func=spec.func)
     cache = tuning.load()  # read once: rates and the tuned winner both come from it
     facts = (("sliding", (("separable", True),)),) if _separable(spec, x, w) else ()
-    key = (spec, n_threads, direct_only, _jit_state(), facts)
+    jit = _jit_state()
+    key = (spec, n_threads, direct_only, jit, facts)
     known = _prepared.get(key) if spec.dtype.kind in "fc" else None  # an integer FFT's exclusion reads values
     if known is None or known[0] is not cache:
-        known = (cache, *_prepare(spec, x, w, n_threads, direct_only, cache, facts))
+        known = (cache, *_prepare(spec, x, w, n_threads, direct_only, jit, cache, facts))
         if spec.dtype.kind in "fc":
             with _prepared_lock:
                 if len(_prepared) >= _PREPARED_ENTRIES:

@@ -335,8 +335,8 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
 
 
 def shares_chunks(spec: ConvSpec) -> bool:
-    """True when the channels-last threads share each chunk (:func:`_run_shared`), each with its share
-    of the transform points, instead of each running its own chunks.
+    """True when the channels-last threads share each chunk (:func:`_run_shared`), taking its
+    transform points in turn, instead of taking whole chunks in turn.
 
     That is when the transformed kernel ``U`` (36 x C_in x C_out) exceeds :data:`SPLIT_U_BYTES`:
     every chunk reads all of ``U``, and with a chunk per thread each thread reads it. Measured with a
