@@ -24,6 +24,7 @@ from convdot.algorithms import fft, im2col, sliding
 from convdot.algorithms._common import JIT_ENV
 from strategies import conv_problems
 
+FLOATS = ("float32", "float64")
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 
@@ -300,6 +301,7 @@ def test_im2col_blocks_match_reference(block_bytes, problem):
     x, w, _, kwargs = problem
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "BLOCK_BYTES", block_bytes)
+        mp.setattr(im2col, "NARROW", 0)  # row blocks however narrow, not channel blocks
         p = _parsed(x, w, kwargs)
         out = im2col.run(p.x, p.w, p.spec)
     ref = _reference(x, w, kwargs)
@@ -321,9 +323,59 @@ def test_im2col_compiled_gather_matches_reference(fused_bytes, problem, threads,
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "JIT_MIN_MACS", 0)
         mp.setattr(im2col, "FUSED_BYTES", fused_bytes)
+        mp.setattr(im2col, "NARROW", 0)  # row blocks however narrow, not channel blocks
         assert im2col.compiled(_parsed(x, w, kwargs, padding_mode).spec)
         with _threads.using(threads):
             _check(im2col.run, x, w, kwargs, padding_mode)
+
+
+@pytest.mark.parametrize("fast", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not HAS_NUMBA, reason="the compiled gather needs numba (convdot[fast])"))])
+@given(data=st.data(), padding_mode=st.sampled_from(["zeros", "reflect", "circular"]))
+def test_im2col_channel_blocks_match_reference(fast, data, padding_mode):
+    """The sum over input channels in blocks of any size, partial products of any number of output
+    channels, added into the output (one group; the compiled gather for 2-D floats)."""
+    problems = conv_problems(nd=2, dtypes=FLOATS) if fast else conv_problems(dtypes=(*FLOATS, "int16"))
+    x, w, _, kwargs = data.draw(problems, label="problem")
+    if kwargs["groups"] != 1:  # one group: the weight for all input channels
+        w = np.resize(w, (w.shape[0], x.shape[1], *w.shape[2:]))
+        kwargs = {**kwargs, "groups": 1}
+    if padding_mode != "zeros" and any(max(pads) >= n for pads, n in zip(kwargs["padding"], x.shape[2:])):
+        padding_mode = "zeros"  # reflect and circular need padding smaller than the side
+    p = _parsed(x, w, kwargs, padding_mode)
+    channels = data.draw(st.integers(1, x.shape[1]), label="channels")
+    outputs = data.draw(st.integers(1, w.shape[0]), label="outputs")
+    strided = any(s != 1 for s in p.spec.stride)
+    out = im2col._channel_blocks(p.x, im2col._w_row(p.w, p.spec), p.spec, strided, fast, (channels, outputs))
+    ref = _reference(x, w, kwargs, padding_mode)
+    if ref.dtype.kind == "i":
+        np.testing.assert_array_equal(out, ref)
+    else:
+        assert out.shape == p.spec.out_shape and out.dtype == p.spec.dtype
+        assert_close(out, ref, _scale(x, w, kwargs, padding_mode))
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 14, 14), (1, 512, 7, 7), (4, 512, 7, 7), (1, 256, 28, 28)])
+def test_im2col_blocks_channels_of_a_large_weight_on_small_images(shape, rng):
+    """A batch-1 deep layer: row blocks within the memory bound would be 1-2 rows wide, so the input
+    channels are blocked, within the bound; the result and the plan say so."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((shape[1], shape[1], 3, 3)).astype(np.float32) / 30
+    kwargs = {"padding": 1, "stride": 2 if shape[2] == 28 else 1}
+    spec = _parsed(x, w, kwargs).spec
+    channels, outputs = im2col.channel_block(spec, 2)
+    assert 1 <= channels < shape[1] and 1 <= outputs <= shape[1]
+    io = x.nbytes + int(np.prod(spec.out_shape)) * 4
+    convdot.conv2d(x, w, method="im2col", **kwargs)  # warm-up: compiling allocates
+    peak = _peak(lambda: convdot.conv2d(x, w, method="im2col", threads=2, **kwargs))
+    assert peak <= 2 * io + (64 << 10)
+    out = convdot.conv2d(x, w, method="im2col", **kwargs)
+    expected = convdot.conv2d(x.astype(np.float64), w.astype(np.float64), method="sliding", **kwargs)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    threads = 2 if im2col.compiled(spec) else 1  # NumPy's tap copies run on one thread
+    assert im2col.channel_block(spec, threads) is not None
+    text = str(convdot.plan(x, w, threads=2, **kwargs))  # im2col's line says how it blocks, chosen or not
+    assert f"blocks of {im2col.channel_block(spec, threads)[0]} input channels added into the output" in text
 
 
 def test_im2col_gives_every_thread_a_block(rng):

@@ -106,10 +106,23 @@ def _wide(spec: ConvSpec) -> float:
 
 def counts_im2col(spec: ConvSpec, params: dict) -> dict[str, float]:
     """Columns copied into blocks (none for an unpadded 1x1 stride-1 layer), one GEMM per block."""
-    c = ALGORITHMS["im2col"].cost(spec, params.get("threads"))  # gemm flops, copy bytes, blocks, compiled
+    c = ALGORITHMS["im2col"].cost(spec, params.get("threads"))  # gemm flops, copy bytes, blocks, ...
+    moved = _io_bytes(spec) + c["accumulate"]
+    gemm = _gemm(spec, c["gemm"] * _narrow(c["narrow"]))
     if c["compiled"]:  # each thread gathers a block that stays in its cache for the GEMM
-        return {"jit": c["copy"], "numpy": _io_bytes(spec), "calls": 2.0 * c["blocks"], **_gemm(spec, c["gemm"])}
-    return {"numpy": 2 * c["copy"] + _io_bytes(spec), "calls": 10.0 * c["blocks"], **_gemm(spec, c["gemm"])}
+        return {"jit": c["copy"], "numpy": moved, "calls": 2.0 * c["blocks"], **gemm}
+    return {"numpy": 2 * c["copy"] + moved, "calls": 10.0 * c["blocks"], **gemm}
+
+
+#: A GEMM whose smallest side is ``n`` costs ``1 + NARROW_GEMM / n`` times its flops at the model's
+#: rate. Measured here, a (256 x 2304) weight times 7, 14, 28, 56, 112 and 196-1568 columns: 24, 38,
+#: 63, 88, 103 and 104-113 GFLOP/s on one thread (45-210 on two).
+NARROW_GEMM = 20.0
+
+
+def _narrow(side: float) -> float:
+    """The cost factor of a GEMM whose smallest side is ``side`` (see :data:`NARROW_GEMM`)."""
+    return 1.0 + NARROW_GEMM / max(side, 1.0)
 
 
 def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
@@ -131,8 +144,8 @@ def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
         out_elems = float(_size(spec.out_shape))
         return {"numpy": 2 * info["passes"] * out_bytes + _io_bytes(spec),
                 "calls": info["passes"] * max(1.0, out_elems / (1 << 15))}
-    return {"numpy": 2 * WINDOWS_GATHER * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0,
-            **_gemm(spec, 2.0 * info["macs"])}
+    return {"numpy": 2 * WINDOWS_GATHER * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0 * info["blocks"],
+            **_gemm(spec, 2.0 * info["macs"] * _narrow(info["narrow"]))}
 
 
 def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
@@ -144,8 +157,6 @@ def counts_fft(spec: ConvSpec, params: dict) -> dict[str, float]:
 
 #: How much slower than :data:`MACHINE`'s GEMM rate the planar Winograd GEMMs run (see counts_winograd).
 PLANAR_GEMM_FACTOR = 2.0
-#: The channels-last Winograd GEMMs of ``B`` tiles cost ``1 + SMALL_GEMM_TILES / B`` times their flops.
-SMALL_GEMM_TILES = 4.0
 
 
 def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
@@ -181,18 +192,19 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     if fused:  # the transformed tiles and products stay in the thread's cache
         counts["jit"] = _io_bytes(spec)
         counts["calls"] = 20.0 * nblocks
-        # a GEMM of few tiles (rows) runs below the GEMM rate: 2 tiles per chunk (a 7x7 image)
-        # ran 1.3x slower than the planar F(2,3), 20 tiles (14x14) 1.3x faster
+        # a GEMM of few tiles (rows) or channels runs below the GEMM rate (see NARROW_GEMM)
         tiles_per_chunk = winograd.chunk_rows(spec, m, params.get("block", 1)) * winograd.tile_grid(spec, m)[1]
         if "gemm" in counts:
-            counts["gemm"] *= 1.0 + SMALL_GEMM_TILES / tiles_per_chunk
+            counts["gemm"] *= _narrow(min(tiles_per_chunk, cg, c_out // spec.groups))
     elif params.get("backend") == "jit":
         counts["jit"] = tx + _io_bytes(spec)
         counts["calls"] = 60.0 * nblocks
         # the planar GEMMs (tiles as the contiguous axis) ran at 65-95 GFLOP/s here, the model's
-        # GEMM rate being 180: 1.5-2.4x slower than the channels-last path on 7 of 8 layers measured
+        # GEMM rate being 180: 1.5-2.4x slower than the channels-last path on 7 of 8 layers measured;
+        # a block of few tiles slower still (N1 C128 28x28, F(2,3) blocks of 56 tiles: 2.6x the estimate)
+        block_tiles = tiles / max(1, nblocks)
         if "gemm" in counts:
-            counts["gemm"] *= PLANAR_GEMM_FACTOR
+            counts["gemm"] *= PLANAR_GEMM_FACTOR * _narrow(min(block_tiles, cg, c_out // spec.groups))
     else:
         # tensordot over axes of a+2 points runs far below copy speed: fitted on this machine to
         # about 30 passes' worth of the transformed tiles, and 150 NumPy calls per block
@@ -371,8 +383,16 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
     """The parameters in words; with ``spec``, how Winograd's channels-last kernels use ``block``
     and, for ``method`` im2col, how its columns are built."""
     parts = []
-    if method == "im2col" and spec is not None and ALGORITHMS["im2col"].compiled(spec):
-        images, rows = ALGORITHMS["im2col"].column_block(spec, params.get("threads"))
+    im2col, ours = ALGORITHMS["im2col"], method == "im2col" and spec is not None
+    fast = ours and im2col.compiled(spec)
+    by_channels = ours and im2col.channel_block(spec, params.get("threads") if fast else 1)
+    if by_channels:
+        channels, outputs = by_channels
+        each = "" if outputs == spec.out_shape[1] else f", {outputs} output channels per GEMM"
+        parts.append(f"{'compiled ' if fast else ''}column gather, blocks of {channels} input channels "
+                     f"added into the output (the weight read once){each}")
+    elif fast:
+        images, rows = im2col.column_block(spec, params.get("threads"))
         size = f"{images} image{'s' if images != 1 else ''}" if rows == spec.out_shape[2] else f"{rows} output rows"
         parts.append(f"compiled column gather, blocks of {size}, taken by the threads in turn")
     if "tile" in params:

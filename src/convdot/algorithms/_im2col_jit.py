@@ -34,3 +34,21 @@ def gather(xg, cols, n0, r0, py, px, ys, xs):  # pragma: no cover - compiled
                     dst = cols[b, c, t, r]
                     for j in range(wo):
                         dst[j] = src[j]
+
+
+@njit(nogil=True, cache=True)
+def gather_images_inner(xg, cols, py, px, ys, xs):  # pragma: no cover - compiled
+    """:func:`gather` of every image and output row into ``cols`` laid out ``(C, taps, N, rows, Wo)``,
+    the images side by side in each row of the column matrix:
+    ``cols[c, t, b, r, j] = xg[b, c, py[t], px[t], ys[t] + r, xs[t] + j]``.
+    """
+    channels, taps, nb, rows, wo = cols.shape
+    for c in range(channels):
+        for t in range(taps):
+            for b in range(nb):
+                plane = xg[b, c, py[t], px[t]]
+                for r in range(rows):
+                    src = plane[ys[t] + r, xs[t]:]
+                    dst = cols[c, t, b, r]
+                    for j in range(wo):
+                        dst[j] = src[j]

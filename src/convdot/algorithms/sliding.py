@@ -76,14 +76,29 @@ def cost(spec: ConvSpec) -> dict[str, float]:
         ``macs`` multiply-adds actually performed (fewer than ``spec.macs`` for a separable kernel is
         not known without the weights, so this is the dense count), ``passes`` element-wise passes
         over an output block (NumPy direct path: two per tap and input channel), ``path`` 0 for
-        windows, 1 for direct, and ``jit`` 1 when the compiled kernel would run.
+        windows, 1 for direct, ``jit`` 1 when the compiled kernel would run, and for the windows
+        path ``blocks`` einsum calls and ``narrow`` the smallest side of their GEMMs.
     """
     direct = uses_direct(spec)
     taps = math.prod(spec.kernel) * spec.w_shape[1]
     jit = direct and _jit_suits(spec, spec.macs)
     work = jit_work(spec, spec.kernel) if jit else float(spec.macs)
+    blocks, narrow = 1.0, float("inf")
+    if not direct:
+        step = windows_rows(spec)
+        blocks = float(-(-spec.out_shape[2] // step))
+        columns = spec.out_shape[0] * min(step, spec.out_shape[2]) * math.prod(spec.out_shape[3:])
+        narrow = float(min(columns, spec.out_shape[1] // spec.groups, taps))
     return {"macs": float(spec.macs), "passes": float(2 * taps if direct else 1), "path": float(direct),
-            "jit": float(jit), "work": work}
+            "jit": float(jit), "work": work, "blocks": blocks, "narrow": narrow}
+
+
+def windows_rows(spec: ConvSpec) -> int:
+    """Output rows per einsum block of the windows path: a block of windows (which einsum may copy
+    once, and hold its product beside) within a third of the budget and :data:`_BLOCK_BYTES`."""
+    cap = min(_BLOCK_BYTES, scratch_budget(spec, array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)) // 3)
+    row_bytes = spec.x_shape[0] * spec.x_shape[1] * math.prod(spec.out_shape[3:]) * math.prod(spec.kernel)
+    return max(1, cap // max(row_bytes * spec.dtype.itemsize, 1))
 
 
 #: Largest zero-bordered scratch plane (bytes) of the compiled whole-plane 3x3 kernel: it and the
@@ -153,10 +168,7 @@ def run_windows(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     o_ax, k_ax = "ijklmn"[:nd], "pqrstu"[:nd]  # spatial rank <= 6
     expr = f"zgc{o_ax}{k_ax},gyc{k_ax}->zgy{o_ax}"
     out = output_array((spec.out_shape[0], g, wg.shape[1], *spec.out_shape[2:]), spec.dtype)  # (N, G, Cog, *out)
-    # einsum may copy a block of windows once (and hold its product); keep that inside the budget
-    cap = min(_BLOCK_BYTES, scratch_budget(spec, xp.nbytes) // 3)
-    row_bytes = math.prod(win.shape[:3] + win.shape[4:]) * win.itemsize
-    step = max(1, cap // max(row_bytes, 1))
+    step = windows_rows(spec)
     for r in range(0, spec.out_shape[2], step):
         out[:, :, :, r:r + step] = np.einsum(expr, win[:, :, :, r:r + step], wg, optimize=True)
     return out.reshape(spec.out_shape)
