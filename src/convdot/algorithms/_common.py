@@ -163,7 +163,7 @@ MIN_BLOCK_BYTES = 1 << 16
 
 def array_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Bytes of an array of ``shape`` and ``dtype``."""
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize  # math.prod: np.prod costs 4 us a call
 
 
 def io_bytes(spec: ConvSpec) -> int:

@@ -205,12 +205,22 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
     block of input channels still gives the GEMM at least :data:`NARROW` rows of columns (or all
     of them). A block holds its channels' padded input and columns at every output position of every
     image, and the partial products of ``outputs`` output channels, added into the output after each
-    GEMM but the first: about two thirds and one third of the budget. Measured on batch-1 3x3
-    layers against row blocks (interleaved A/B): C128 28x28 1.17x, C256 14x14 1.9x, C512 7x7 2.8x,
-    C512 14x14 1.9x faster.
+    GEMM but the first: about two thirds and one third of the budget. Measured on 3x3 layers
+    against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
+    3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; resnet-3x3-14
+    (N8 C256 14x14, row blocks 98 positions wide) ran 0.85-0.9x, so it keeps its row blocks.
     """
     if spec.groups != 1 or is_pointwise(spec):
         return None
+    threads = _threads.num_threads(threads)
+    # kept per problem, threads and setting (0.06 ms to work out, on every call of a 2-4 ms layer)
+    return _channel_block(spec, threads, jit_available(), scratch_budget(spec), NARROW, FUSED_BYTES, BLOCK_BYTES,
+                          JIT_MIN_MACS)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_block(spec: ConvSpec, threads: int, *settings: object) -> tuple[int, int] | None:
+    """:func:`channel_block` of ``spec`` for ``threads`` threads; ``settings`` only key the cache."""
     n, c_in = spec.x_shape[:2]
     images, rows = column_block(spec, threads, padded_bytes(spec))
     out_sp = spec.out_shape[2:]
