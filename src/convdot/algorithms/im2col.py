@@ -11,11 +11,10 @@ every filter into a row of ``W_row`` (``(C_out/G, C/G * prod(k))``); the output 
   are built tap by tap: for each kernel tap, one strided slice of the padded input is copied into
   its rows of the column block (``prod(k)`` large copies instead of one scattered gather;
   :data:`BLOCK_BYTES`).
-- Where a row block's columns would weigh less than the weight, which every block streams again (a
-  large weight on small images: the deep layers of a CNN, above all at batch 1, where the memory
-  bound leaves row blocks of one or two rows), the sum over input channels is blocked instead
-  (:func:`channel_block`): each block of input channels is gathered for every output position of
-  every image and its GEMM added into the output, so the weight is read once.
+- Where the memory bound would cut the columns into row blocks too narrow for an efficient GEMM (a
+  large weight on small images: the deep layers of a CNN at batch 1), the sum over input channels
+  is blocked instead (:func:`channel_block`): each block of input channels is gathered for every
+  output position and its GEMM added into the output, so the weight is read once.
 - Strided layers read the input's stride phases (:func:`phased`), so every tap's rows are
   unit-stride.
 - ``np.matmul`` broadcasts ``W_row`` of shape ``(G, Cog, Cg*K)`` over a column block of shape
@@ -49,9 +48,9 @@ BLOCK_BYTES = 4 << 20
 #: Gathering on both threads into one block multiplied on both BLAS threads ran 0.45-0.86x.
 FUSED_BYTES = 1 << 20
 
-#: Fewest rows of columns (input channels x taps) a block of input channels gives its GEMM
-#: (:func:`channel_block`): a shallower GEMM runs far below its rate.
-MIN_DEPTH = 64
+#: Column blocks narrower than this many output positions (images x rows x columns) run the GEMM far
+#: below its rate; where the budget allows no wider row blocks, the input channels are blocked instead.
+NARROW = 64
 
 #: The compiled gather runs from this many multiply-adds, as Winograd's compiled kernels: below, loading
 #: numba (about 0.3 s, once per process) costs more than the gather saves, and `convdot demo` stays without it.
@@ -105,7 +104,7 @@ def cost(spec: ConvSpec, threads: int | None = None) -> dict[str, float]:
         calls = steps * -(-spec.out_shape[1] // outs)
         # every block after the first writes its partial products and adds them into the output
         added = 3.0 * (steps - 1) * array_bytes(spec.out_shape, spec.dtype)
-        narrow = min(n * math.prod(spec.out_shape[2:]), channels * taps, outs)
+        narrow = min(math.prod(spec.out_shape[2:]), channels * taps, outs)
         return {"gemm": 2.0 * spec.macs, "copy": float(copy), "blocks": float(calls), "compiled": float(fast),
                 "accumulate": added, "narrow": float(narrow)}
     images, rows = column_block(spec, threads)
@@ -200,25 +199,22 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
     """``(channels, outputs)``: input channels per column block and output channels per GEMM when
     :func:`run` blocks the sum over input channels; None when it blocks the output positions.
 
-    It does so for a layer of one group whose row blocks within the budget (:func:`column_block`,
-    with the padded input made) are more than one per thread and each hold fewer bytes of columns
-    than the weight, which every row block streams through its GEMM again; and when a block of
-    input channels still gives the GEMM at least :data:`MIN_DEPTH` rows of columns (or all of
-    them). A channel block holds its channels' padded input and columns at every output position
-    of every image, side by side, and the partial products of ``outputs`` output channels, added
-    into the output after each GEMM but the first: about two thirds and one third of the budget.
-
-    Measured against row blocks (interleaved A/B, 3x3 layers): N1 C128 28x28 1.4x, N1 C256 14x14
-    2.2-2.5x, N1 C512 7x7 3.7x, N1 C512 14x14 2.3x, N4 and N8 C512 7x7 1.3-2.7x faster, and with
-    a batch of 8: down-3x3 (stride 2) 1.06-1.20x, C256->512 14x14 stride 2 1.29-1.44x, resnet-3x3-14
-    1.02-1.12x. Where the weight is the smaller, row blocks won: resnet-3x3-28 ran 0.51x with
-    channel blocks and stem-7x7 0.82x.
+    It does so when the row blocks that fit the budget (:func:`column_block`, with the padded input
+    made) would be narrower than :data:`NARROW` output positions and more than one per thread, the
+    layer has one group, and a
+    block of input channels still gives the GEMM at least :data:`NARROW` rows of columns (or all
+    of them). A block holds its channels' padded input and columns at every output position of every
+    image, and the partial products of ``outputs`` output channels, added into the output after each
+    GEMM but the first: about two thirds and one third of the budget. Measured on 3x3 layers
+    against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
+    3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; resnet-3x3-14
+    (N8 C256 14x14, row blocks 98 positions wide) ran 0.85-0.9x, so it keeps its row blocks.
     """
     if spec.groups != 1 or is_pointwise(spec):
         return None
     threads = _threads.num_threads(threads)
     # kept per problem, threads and setting (0.06 ms to work out, on every call of a 2-4 ms layer)
-    return _channel_block(spec, threads, jit_available(), scratch_budget(spec), MIN_DEPTH, FUSED_BYTES, BLOCK_BYTES,
+    return _channel_block(spec, threads, jit_available(), scratch_budget(spec), NARROW, FUSED_BYTES, BLOCK_BYTES,
                           JIT_MIN_MACS)
 
 
@@ -228,18 +224,17 @@ def _channel_block(spec: ConvSpec, threads: int, *settings: object) -> tuple[int
     n, c_in = spec.x_shape[:2]
     images, rows = column_block(spec, threads, padded_bytes(spec))
     out_sp = spec.out_shape[2:]
-    taps, item = math.prod(spec.kernel), spec.dtype.itemsize
     blocks = -(-n // images) * -(-out_sp[0] // rows)
-    columns = images * rows * math.prod(out_sp[1:]) * c_in * taps * item  # one row block's
-    if blocks <= threads or array_bytes(spec.w_shape, spec.dtype) < columns:
-        return None
+    if images * rows * math.prod(out_sp[1:]) >= NARROW or blocks <= _threads.num_threads(threads):
+        return None  # wide enough, or narrow only to give each thread a block
+    taps, item = math.prod(spec.kernel), spec.dtype.itemsize
     positions = n * math.prod(out_sp)
     budget = scratch_budget(spec)
     c_out = spec.out_shape[1]
     outputs = _even_split(c_out, budget // 3 // (positions * item))
     per_channel = taps * positions * item + padded_bytes(spec) // c_in
     channels = _even_split(c_in, (budget - outputs * positions * item) // per_channel)
-    if channels * taps < min(MIN_DEPTH, c_in * taps):
+    if channels * taps < min(NARROW, c_in * taps):
         return None
     return channels, outputs
 
@@ -375,25 +370,13 @@ def _gatherer(xg: np.ndarray, spec: ConvSpec, strided: bool) -> Callable[[np.nda
 def _gather_channels(xg: np.ndarray, cols: np.ndarray, spec: ConvSpec, strided: bool) -> None:
     """Compiled gather of every image and output position into ``cols`` ``(C, taps, N, *out)``, on one
     thread: two threads each taking half the channels were no faster (n8 C512 7x7: 3.2 against
-    2.7 ms), the BLAS's threads still spinning on the cores after the previous block's GEMM. A
-    strided layer reads the block's stride phases: reading the padded block with a stride instead
-    (no phases to make) ran 0.93-0.97x as fast."""
+    2.7 ms), the BLAS's threads still spinning on the cores after the previous block's GEMM."""
     from . import _im2col_jit
 
     if not strided:
         xg = xg[:, :, None, None]  # one phase per axis
     py, px, ys, xs = _tap_phases(spec.kernel, spec.dilation, spec.stride)
     _im2col_jit.gather_images_inner(xg, cols, py, px, ys, xs)
-
-
-@functools.lru_cache(maxsize=64)
-def _tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Each 2-D tap's row and column offset in the padded input (cached, read-only)."""
-    arrays = tuple(np.array(v, dtype=np.intp) for v in zip(*[(a * dilation[0], b * dilation[1])
-                                                             for a, b in np.ndindex(*kernel)]))
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays
 
 
 @functools.lru_cache(maxsize=64)
