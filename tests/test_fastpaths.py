@@ -301,7 +301,7 @@ def test_im2col_blocks_match_reference(block_bytes, problem):
     x, w, _, kwargs = problem
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "BLOCK_BYTES", block_bytes)
-        mp.setattr(im2col, "NARROW", 0)  # row blocks however narrow, not channel blocks
+        mp.setattr(im2col, "channel_block", lambda spec, threads=None: None)  # row blocks, however narrow
         p = _parsed(x, w, kwargs)
         out = im2col.run(p.x, p.w, p.spec)
     ref = _reference(x, w, kwargs)
@@ -323,7 +323,7 @@ def test_im2col_compiled_gather_matches_reference(fused_bytes, problem, threads,
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "JIT_MIN_MACS", 0)
         mp.setattr(im2col, "FUSED_BYTES", fused_bytes)
-        mp.setattr(im2col, "NARROW", 0)  # row blocks however narrow, not channel blocks
+        mp.setattr(im2col, "channel_block", lambda spec, threads=None: None)  # row blocks, however narrow
         assert im2col.compiled(_parsed(x, w, kwargs, padding_mode).spec)
         with _threads.using(threads):
             _check(im2col.run, x, w, kwargs, padding_mode)
@@ -376,6 +376,17 @@ def test_im2col_blocks_channels_of_a_large_weight_on_small_images(shape, rng):
     assert im2col.channel_block(spec, threads) is not None
     text = str(convdot.plan(x, w, threads=2, **kwargs))  # im2col's line says how it blocks, chosen or not
     assert f"blocks of {im2col.channel_block(spec, threads)[0]} input channels added into the output" in text
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), [
+    ((8, 128, 28, 28), (256, 128, 3, 3), {"stride": 2, "padding": 1}),  # down-3x3: rows 196 positions wide
+    ((8, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),  # resnet-3x3-14: 98
+    ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),  # stem-7x7
+    ((1, 256, 14, 14), (256, 128, 3, 3), {"padding": 1, "groups": 2}),  # two groups
+])
+def test_im2col_keeps_row_blocks_that_are_wide_enough(x_shape, w_shape, kwargs):
+    spec = _parsed(np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), kwargs).spec
+    assert im2col.channel_block(spec, 2) is None
 
 
 def test_im2col_gives_every_thread_a_block(rng):

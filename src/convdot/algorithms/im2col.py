@@ -207,8 +207,10 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
     image, and the partial products of ``outputs`` output channels, added into the output after each
     GEMM but the first: about two thirds and one third of the budget. Measured on 3x3 layers
     against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
-    3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; resnet-3x3-14
-    (N8 C256 14x14, row blocks 98 positions wide) ran 0.85-0.9x, so it keeps its row blocks.
+    3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; in single calls
+    after a torch call (the bench's pattern), N1 C256 14x14 1.7x. Wider row blocks keep them:
+    resnet-3x3-14 (98 positions) and down-3x3 (196) ran 1.02-1.20x faster with channel blocks in
+    back-to-back calls, but 0.80-0.90x in single calls after torch's.
     """
     if spec.groups != 1 or is_pointwise(spec):
         return None
