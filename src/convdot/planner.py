@@ -39,6 +39,11 @@ from .algorithms import ALGORITHMS
 #: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass);
 #: ``cgemm`` real flop/s of the FFT's per-frequency complex channel products (batches of small
 #: matrices, a few rows each: far below a large GEMM; 1.5e10 is what resnet-3x3-56 ran at).
+#: ``dram`` is from the 2026-12-01 machine (an Intel Xeon KVM guest, 2 vCPUs, where the bench runs):
+#: 8.2-8.6e9 in six runs of ``measure_rates``, against 1.4e10 on the first; with 1.4e10 the planner
+#: chose Winograd for an N8 C512 7x7 layer, which re-reads its 37.7 MB transformed weight per chunk
+#: (23.5 ms, against im2col's 15.5). Its other rates measured there are not taken: a ``direct`` of
+#: 0.5x would move filter-k15 to the FFT, which ran it 1.4-1.6x slower than the direct kernel (runs 13-15).
 MACHINE: dict[str, Any] = {
     "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2; NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
     "measured": "2026-11-24 by convdot.tuning.measure_rates (best of several runs on a shared machine)",
@@ -50,7 +55,7 @@ MACHINE: dict[str, Any] = {
         "direct": 8.8e10,
         "int": 7.9e8,
         "calls": 7.9e5,
-        "dram": 1.4e10,
+        "dram": 8.3e9,
         "cgemm": 1.5e10,
     },
 }
