@@ -45,8 +45,9 @@ from .algorithms import ALGORITHMS
 #: (23.5 ms, against im2col's 15.5). Its other rates measured there are not taken: a ``direct`` of
 #: 0.5x would move filter-k15 to the FFT, which ran it 1.4-1.6x slower than the direct kernel (runs 13-15).
 MACHINE: dict[str, Any] = {
-    "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2; NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
-    "measured": "2026-11-24 by convdot.tuning.measure_rates (best of several runs on a shared machine)",
+    "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2 (dram: Intel Xeon KVM guest, 2 vCPUs, AVX-512); "
+               "NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
+    "measured": "2026-11-24 (dram 2026-12-01) by convdot.tuning.measure_rates, best of several runs (shared machines)",
     "rates": {
         "gemm": 1.8e11,
         "fft": 3.0e10,
