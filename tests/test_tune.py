@@ -73,6 +73,22 @@ def test_a_winner_recorded_after_a_plan_is_taken_by_the_next_plan(cache):
     assert convdot.plan(x, w, padding=1, threads=1).source == "model"
 
 
+def test_without_a_cache_file_the_planner_keeps_its_estimates(cache, monkeypatch):
+    """No tuning cache: load() gives the same empty cache each time, so the planner's per-problem
+    memo (keyed on its identity) is used instead of estimating every call again."""
+    from convdot import planner
+
+    assert not cache.exists() and tuning.load() is tuning.load()
+    x, w = _layer(c=8)
+    convdot.plan(x, w, padding=1, threads=1)
+
+    def estimate_again(*args, **kwargs):
+        raise AssertionError("the planner estimated the same problem again")
+
+    monkeypatch.setattr(planner, "_prepare", estimate_again)
+    assert convdot.plan(x, w, padding=1, threads=1).source == "model"
+
+
 def test_a_cached_winner_that_cannot_run_is_ignored(cache):
     x, w = _layer()
     tuning.record(_spec(x, w, padding=1), 1, "winograd", {"tile": 4, "block": 1, "backend": "numpy"}, {})

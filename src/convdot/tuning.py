@@ -161,13 +161,13 @@ def load() -> dict[str, Any]:
     path = cache_path()
     try:
         st = path.stat()
-    except OSError:
-        return _empty()
-    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:  # no cache: one empty one, the same object each time (the planner keys its memo on it)
+        st = None
+    stamp = (str(path), st.st_mtime_ns, st.st_size) if st else (str(path), None, None)
     with _memo_lock:
         if _memo["stamp"] == stamp:
             return _memo["data"]
-    data = _read(path)
+    data = _read(path) if st else _empty()
     with _memo_lock:
         _memo["stamp"], _memo["data"] = stamp, data
     return data
