@@ -407,7 +407,7 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
         and ALGORITHMS["winograd"].channels_last(spec, params["tile"])
     if chunks:
         b = params.get("block", 1)
-        rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile rows"
+        rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile row{'s' if b != -1 else ''}"
         wg = ALGORITHMS["winograd"]
         share = ("shared by the threads, which take its transform points in turn"
                  + (", products written over the transformed input" if wg.in_place(spec) else "")
@@ -415,7 +415,8 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
         parts.append(f"channels-last, chunks of {rows} ({share})")
     elif "block" in params:
         b = params["block"]
-        parts.append(f"{b} image{'s' if b != 1 else ''} per block" if b > 0 else f"{-b} tile rows per block")
+        parts.append(f"{b} image{'s' if b != 1 else ''} per block" if b > 0
+                     else f"{-b} tile row{'s' if b != -1 else ''} per block")
     if "backend" in params:
         parts.append("compiled kernels" if params["backend"] == "jit" else "NumPy transforms")
     if "threads" in params:
