@@ -199,14 +199,14 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
     """``(channels, outputs)``: input channels per column block and output channels per GEMM when
     :func:`run` blocks the sum over input channels; None when it blocks the output positions.
 
-    It does so when the row blocks that fit the budget (:func:`column_block`, with the padded input
-    made) would be narrower than :data:`NARROW` output positions and more than one per thread, the
-    layer has one group, and a
-    block of input channels still gives the GEMM at least :data:`NARROW` rows of columns (or all
-    of them). A block holds its channels' padded input and columns at every output position of every
-    image, and the partial products of ``outputs`` output channels, added into the output after each
-    GEMM but the first: about two thirds and one third of the budget. Measured on 3x3 layers
-    against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
+    It does so when the layer has one group, the row blocks that fit the budget (:func:`column_block`,
+    with the padded input made) would be narrower than :data:`NARROW` output positions and more
+    than one per thread, and a block of input channels still gives the GEMM at least :data:`NARROW`
+    rows of columns (or all of them). A block holds its channels' padded input and columns at every
+    output position of every image, and the partial products of ``outputs`` output channels, added
+    into the output after each GEMM but the first: about two thirds and one third of the budget.
+
+    Measured on 3x3 layers against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
     3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; in single calls
     after a torch call (the bench's pattern), N1 C256 14x14 1.7x. Wider row blocks keep them:
     resnet-3x3-14 (98 positions) and down-3x3 (196) ran 1.02-1.20x faster with channel blocks in
@@ -227,7 +227,7 @@ def _channel_block(spec: ConvSpec, threads: int, *settings: object) -> tuple[int
     images, rows = column_block(spec, threads, padded_bytes(spec))
     out_sp = spec.out_shape[2:]
     blocks = -(-n // images) * -(-out_sp[0] // rows)
-    if images * rows * math.prod(out_sp[1:]) >= NARROW or blocks <= _threads.num_threads(threads):
+    if images * rows * math.prod(out_sp[1:]) >= NARROW or blocks <= threads:
         return None  # wide enough, or narrow only to give each thread a block
     taps, item = math.prod(spec.kernel), spec.dtype.itemsize
     positions = n * math.prod(out_sp)
@@ -325,7 +325,7 @@ def _channel_blocks(x: np.ndarray, w_row: np.ndarray, spec: ConvSpec, strided: b
         cb = min(channels, c_in - c0)
         xg = phased(x[:, c0:c0 + cb], spec) if strided else pad(x[:, c0:c0 + cb], spec)
         x_col = storage[:cb * taps * n * p].reshape(cb * taps, n * p)  # (Cb*K, N*P): the images side by side
-        cols = x_col.reshape(cb, taps, n, *out_sp)
+        cols = x_col.reshape(cb, taps, n, *out_sp)  # (Cb, K, N, *out)
         if fast:
             _gather_channels(xg, cols, spec, strided)
         else:
@@ -339,7 +339,8 @@ def _channel_blocks(x: np.ndarray, w_row: np.ndarray, spec: ConvSpec, strided: b
                 continue
             products = part[:o1 - o0]
             np.matmul(wk, x_col, out=products)
-            target, source = out[:, o0:o1], products.reshape(o1 - o0, n, p).swapaxes(0, 1)
+            target = out[:, o0:o1]  # (N, Co, P)
+            source = products.reshape(o1 - o0, n, p).swapaxes(0, 1)  # (Co, N*P) -> (N, Co, P) view
             if c0 == 0:
                 target[...] = source
             else:
