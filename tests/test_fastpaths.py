@@ -394,6 +394,29 @@ def test_im2col_keeps_row_blocks_that_are_wide_enough(x_shape, w_shape, kwargs):
     assert im2col.channel_block(spec, 2) is None
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason="the compiled phase split needs numba (convdot[fast])")
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 12), st.integers(1, 12)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       pads=st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+       fill=st.sampled_from([0.0, 2.5]), dtype=st.sampled_from(FLOATS), threads=st.integers(1, 3),
+       seed=st.integers(0, 99))
+def test_compiled_phase_split_matches_numpy(shape, stride, pads, fill, dtype, threads, seed):
+    """im2col's stride phases of the padded input, by the compiled kernel and by NumPy's strided copies."""
+    from dataclasses import replace
+
+    x = np.random.default_rng(seed).standard_normal(shape)  # float64: the kernel casts to the compute dtype
+    spec = _parsed(x, np.zeros((1, shape[1], 1, 1)), {"stride": stride}).spec
+    spec = replace(spec, pads=pads, padding_mode="constant", fillvalue=fill, dtype=np.dtype(dtype))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(im2col, "compiled", lambda spec: False)
+        expected = im2col.phased(x, spec)
+        mp.setattr(im2col, "compiled", lambda spec: True)
+        with _threads.using(threads):
+            got = im2col.phased(x, spec)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_im2col_gives_every_thread_a_block(rng):
     spec = _parsed(np.zeros((1, 3, 64, 64), np.float32), np.zeros((8, 3, 7, 7), np.float32),
                    {"stride": 2, "padding": 3}).spec

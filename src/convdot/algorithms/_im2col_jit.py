@@ -52,3 +52,35 @@ def gather_images_inner(xg, cols, py, px, ys, xs):  # pragma: no cover - compile
                     dst = cols[c, t, b, r]
                     for j in range(wo):
                         dst[j] = src[j]
+
+
+@njit(nogil=True, cache=True)
+def split_phases(x, out, c0, top, left, fill):  # pragma: no cover - compiled
+    """Deal input channels ``c0:`` of ``x`` ``(N, C, H, W)`` into stride phases of its padded plane:
+    ``out[n, k, qy, qx, i, j] = xpad[n, c0 + k, i*sy + qy, j*sx + qx]`` with ``top`` rows and ``left``
+    columns of padding (``fill``) before ``x`` and as many after as ``out`` reaches.
+    """
+    nb, channels, sy, sx, hq, wq = out.shape
+    h, w = x.shape[2], x.shape[3]
+    for n in range(nb):
+        for k in range(channels):
+            for qy in range(sy):
+                for i in range(hq):
+                    y = i * sy + qy - top
+                    for qx in range(sx):
+                        dst = out[n, k, qy, qx, i]
+                        if y < 0 or y >= h:
+                            for j in range(wq):
+                                dst[j] = fill
+                            continue
+                        # columns j whose source j*sx + qx - left lies in x: [j0, j1)
+                        j0 = max(0, (left - qx + sx - 1) // sx)
+                        j1 = min(wq, max(j0, (w - 1 - qx + left) // sx + 1))
+                        for j in range(j0):
+                            dst[j] = fill
+                        src = x[n, c0 + k, y, j0 * sx + qx - left:]  # sliced: the loop indexes from 0
+                        part = dst[j0:j1]
+                        for j in range(j1 - j0):
+                            part[j] = src[j * sx]
+                        for j in range(j1, wq):
+                            dst[j] = fill

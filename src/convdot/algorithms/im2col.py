@@ -405,6 +405,8 @@ def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
         return phases(pad(x, spec), spec.stride)
     x = np.asarray(x)
     shape = (*x.shape[:2], *spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
+    if compiled(spec):  # one compiled pass on every thread: NumPy's strided copies took 1.2 ms of down-3x3
+        return _split_phases(x, shape, spec)
     out = np.full(shape, spec.fillvalue, dtype=spec.dtype)
     for q in np.ndindex(*spec.stride):
         dst, src = [], []
@@ -413,6 +415,20 @@ def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
             dst.append(slice(first, first + count))
             src.append(slice(start, start + s * count, s) if count else slice(0, 0))
         out[(slice(None), slice(None), *q, *dst)] = x[(slice(None), slice(None), *src)]
+    return out
+
+
+def _split_phases(x: np.ndarray, shape: tuple[int, ...], spec: ConvSpec) -> np.ndarray:
+    """:func:`phased` of a 2-D layer by the compiled kernel, the threads taking a share of the channels."""
+    from . import _im2col_jit
+
+    xs = np.ascontiguousarray(x, dtype=spec.dtype)
+    out = np.empty(shape, dtype=spec.dtype)  # (N, C, sy, sx, Hq, Wq): every element written
+    (top, _), (left, _) = spec.pads
+    fill = spec.dtype.type(spec.fillvalue)
+    threads = _threads.num_threads()
+    _threads.run_parallel(lambda a, b: _im2col_jit.split_phases(xs, out[:, a:b], a, top, left, fill),
+                          _threads.split(0, shape[1], threads), threads)
     return out
 
 
