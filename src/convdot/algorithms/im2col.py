@@ -399,7 +399,8 @@ def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
     With constant padding it is built straight from ``x``: one strided copy per phase into an
     array filled with the padding value (measured on the down-3x3 layer: 1.5 ms instead of 3.0 ms
-    for padding, then splitting).
+    for padding, then splitting); for a layer with the compiled gather, by one compiled pass on
+    every thread (:func:`_split_phases`, 0.6 ms against NumPy's 1.0 there).
     """
     if PAD_MODES[spec.padding_mode] != "constant":
         return phases(pad(x, spec), spec.stride)
