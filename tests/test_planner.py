@@ -157,6 +157,23 @@ def _compiled_winograd_layer():
     return x.astype(np.float32), w.astype(np.float32)
 
 
+def test_auto_keeps_a_plan_no_value_entered_and_reads_the_values_where_they_count():
+    """A plan auto made without reading x or w is kept for the problem's next call; one that read
+    them (a transform could win, so NaN/inf was checked) is made again, and sees NaN in new input."""
+    x, w = np.ones((1, 3, 64, 64), np.float32), np.ones((8, 3, 7, 7), np.float32)  # im2col or sliding wins
+    spec = parse_conv("t", x, w, None, stride=2, padding=3).spec
+    first = planner.choose(spec, x, w, defer_finite=True)
+    assert first.method not in planner.TRANSFORM_METHODS
+    assert planner.choose(spec, x, w, defer_finite=True) is first
+    assert planner.choose(spec, x, w, report=True) is not first  # convdot.plan() reports in full, always anew
+    image = np.random.default_rng(0).standard_normal((1, 1, 512, 512))
+    kernel = np.random.default_rng(1).standard_normal((1, 1, 31, 31))
+    spec = parse_conv("t", image, kernel, None, padding=15).spec
+    assert planner.choose(spec, image, kernel).method == "fft"
+    image[0, 0, 100, 100] = np.nan
+    assert planner.choose(spec, image, kernel).method not in planner.TRANSFORM_METHODS
+
+
 def test_auto_leaves_the_nan_check_to_the_compiled_winograd_kernels(monkeypatch):
     x, w = _compiled_winograd_layer()
     scanned = []
