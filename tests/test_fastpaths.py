@@ -355,13 +355,14 @@ def test_im2col_channel_blocks_match_reference(fast, data, padding_mode):
         assert_close(out, ref, _scale(x, w, kwargs, padding_mode))
 
 
-@pytest.mark.parametrize("shape", [(1, 256, 14, 14), (1, 512, 7, 7), (4, 512, 7, 7), (1, 256, 16, 16)])
-def test_im2col_blocks_channels_of_a_large_weight_on_small_images(shape, rng, monkeypatch):
+@pytest.mark.parametrize(("shape", "stride"), [((1, 256, 14, 14), 1), ((1, 512, 7, 7), 1), ((4, 512, 7, 7), 1),
+                                               ((1, 256, 16, 16), 2), ((4, 512, 14, 14), 2)])
+def test_im2col_blocks_channels_of_a_large_weight_on_small_images(shape, stride, rng, monkeypatch):
     """A batch-1 deep layer: row blocks within the memory bound would be 1-2 rows wide, so the input
     channels are blocked, within the bound; the result and the plan say so."""
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((shape[1], shape[1], 3, 3)).astype(np.float32) / 30
-    kwargs = {"padding": 1, "stride": 2 if shape[2] == 16 else 1}
+    kwargs = {"padding": 1, "stride": stride}
     spec = _parsed(x, w, kwargs).spec
     threads = 2 if im2col.compiled(spec) else 1  # NumPy's tap copies run on one thread
     sizes = im2col.channel_block(spec, threads)
@@ -401,20 +402,25 @@ def test_im2col_keeps_row_blocks_that_are_wide_enough(x_shape, w_shape, kwargs):
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        pads=st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
        fill=st.sampled_from([0.0, 2.5]), dtype=st.sampled_from(FLOATS), threads=st.integers(1, 3),
-       seed=st.integers(0, 99))
-def test_compiled_phase_split_matches_numpy(shape, stride, pads, fill, dtype, threads, seed):
-    """im2col's stride phases of the padded input, by the compiled kernel and by NumPy's strided copies."""
+       seed=st.integers(0, 99), data=st.data())
+def test_compiled_phase_split_matches_numpy(shape, stride, pads, fill, dtype, threads, seed, data):
+    """im2col's stride phases of the padded input, by the compiled kernel and by NumPy's strided copies,
+    of all channels or a range of them, from an input in any memory order."""
     from dataclasses import replace
 
     x = np.random.default_rng(seed).standard_normal(shape)  # float64: the kernel casts to the compute dtype
+    if data.draw(st.booleans(), label="fortran"):
+        x = np.asfortranarray(x)  # read as it is, not copied
+    c0 = data.draw(st.integers(0, shape[1] - 1), label="c0")
+    channels = (c0, data.draw(st.integers(c0 + 1, shape[1]), label="c1"))
     spec = _parsed(x, np.zeros((1, shape[1], 1, 1)), {"stride": stride}).spec
     spec = replace(spec, pads=pads, padding_mode="constant", fillvalue=fill, dtype=np.dtype(dtype))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "compiled", lambda spec: False)
-        expected = im2col.phased(x, spec)
+        expected = im2col.phased(x, spec, channels)
         mp.setattr(im2col, "compiled", lambda spec: True)
         with _threads.using(threads):
-            got = im2col.phased(x, spec)
+            got = im2col.phased(x, spec, channels)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
 

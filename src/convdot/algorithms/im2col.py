@@ -323,7 +323,7 @@ def _channel_blocks(x: np.ndarray, w_row: np.ndarray, spec: ConvSpec, strided: b
     x = np.asarray(x)
     for c0 in range(0, c_in, channels):
         cb = min(channels, c_in - c0)
-        xg = phased(x[:, c0:c0 + cb], spec) if strided else pad(x[:, c0:c0 + cb], spec)
+        xg = phased(x, spec, (c0, c0 + cb)) if strided else pad(x[:, c0:c0 + cb], spec)
         x_col = storage[:cb * taps * n * p].reshape(cb * taps, n * p)  # (Cb*K, N*P): the images side by side
         cols = x_col.reshape(cb, taps, n, *out_sp)  # (Cb, K, N, *out)
         if fast:
@@ -394,20 +394,23 @@ def _tap_phases(kernel: tuple[int, int], dilation: tuple[int, int],
     return arrays
 
 
-def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """:func:`phases` of the padded input, ``(N, C, *stride, *ceil(padded/stride))``.
+def phased(x: np.ndarray, spec: ConvSpec, channels: tuple[int, int] | None = None) -> np.ndarray:
+    """:func:`phases` of the padded input, ``(N, C, *stride, *ceil(padded/stride))``; of input
+    channels ``channels[0]:channels[1]`` only when given.
 
     With constant padding it is built straight from ``x``: one strided copy per phase into an
     array filled with the padding value (measured on the down-3x3 layer: 1.5 ms instead of 3.0 ms
     for padding, then splitting); for a layer with the compiled gather, by one compiled pass on
     every thread (:func:`_split_phases`, 0.6 ms against NumPy's 1.0 there).
     """
-    if PAD_MODES[spec.padding_mode] != "constant":
-        return phases(pad(x, spec), spec.stride)
     x = np.asarray(x)
-    shape = (*x.shape[:2], *spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
+    c0, c1 = channels or (0, x.shape[1])
+    if PAD_MODES[spec.padding_mode] != "constant":
+        return phases(pad(x[:, c0:c1], spec), spec.stride)
+    shape = (x.shape[0], c1 - c0, *spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
     if compiled(spec):  # one compiled pass on every thread: NumPy's strided copies took 1.2 ms of down-3x3
-        return _split_phases(x, shape, spec)
+        return _split_phases(x, c0, shape, spec)
+    x = x[:, c0:c1]
     out = np.full(shape, spec.fillvalue, dtype=spec.dtype)
     for q in np.ndindex(*spec.stride):
         dst, src = [], []
@@ -419,16 +422,17 @@ def phased(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return out
 
 
-def _split_phases(x: np.ndarray, shape: tuple[int, ...], spec: ConvSpec) -> np.ndarray:
-    """:func:`phased` of a 2-D layer by the compiled kernel, the threads taking a share of the channels."""
+def _split_phases(x: np.ndarray, c0: int, shape: tuple[int, ...], spec: ConvSpec) -> np.ndarray:
+    """:func:`phased` of a 2-D layer by the compiled kernel, from channel ``c0`` of ``x`` on, the
+    threads taking a share of the channels. ``x`` is read as it is (any layout, any real dtype):
+    a contiguous copy in the compute dtype would cost the memory bound an input's worth."""
     from . import _im2col_jit
 
-    xs = np.ascontiguousarray(x, dtype=spec.dtype)
     out = np.empty(shape, dtype=spec.dtype)  # (N, C, sy, sx, Hq, Wq): every element written
     (top, _), (left, _) = spec.pads
     fill = spec.dtype.type(spec.fillvalue)
     threads = _threads.num_threads()
-    _threads.run_parallel(lambda a, b: _im2col_jit.split_phases(xs, out[:, a:b], a, top, left, fill),
+    _threads.run_parallel(lambda a, b: _im2col_jit.split_phases(x, out[:, a:b], c0 + a, top, left, fill),
                           _threads.split(0, shape[1], threads), threads)
     return out
 
