@@ -249,11 +249,13 @@ def _even_split(total: int, most: int) -> int:
 
 def padded_bytes(spec: ConvSpec) -> int:
     """Bytes of the padded input (split into stride phases when strided) that the columns are gathered from."""
-    if any(st != 1 for st in spec.stride):
-        shape = (*spec.x_shape[:2], *spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
-    else:
-        shape = (*spec.x_shape[:2], *spec.padded_shape)
-    return array_bytes(shape, spec.dtype)
+    per_plane = _phase_shape(spec) if any(st != 1 for st in spec.stride) else spec.padded_shape
+    return array_bytes((*spec.x_shape[:2], *per_plane), spec.dtype)
+
+
+def _phase_shape(spec: ConvSpec) -> tuple[int, ...]:
+    """``(*stride, *ceil(padded / stride))``: one plane of the padded input split into its stride phases."""
+    return (*spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
 
 
 def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -364,22 +366,28 @@ def _gatherer(xg: np.ndarray, spec: ConvSpec, strided: bool) -> Callable[[np.nda
     """The compiled gather of one column block, bound to ``xg`` and the taps' phases and offsets."""
     from . import _im2col_jit
 
-    if not strided:
-        xg = xg[:, :, None, None]  # one phase per axis
-    py, px, ys, xs = _tap_phases(spec.kernel, spec.dilation, spec.stride)
-    return lambda cols, n0, r0: _im2col_jit.gather(xg, cols, n0, r0, py, px, ys, xs)
+    xg, taps = _phase_taps(xg, spec, strided)
+    return lambda cols, n0, r0: _im2col_jit.gather(xg, cols, n0, r0, *taps)
 
 
 def _gather_channels(xg: np.ndarray, cols: np.ndarray, spec: ConvSpec, strided: bool) -> None:
     """Compiled gather of every image and output position into ``cols`` ``(C, taps, N, *out)``, on one
     thread: two threads each taking half the channels were no faster (n8 C512 7x7: 3.2 against
-    2.7 ms), the BLAS's threads still spinning on the cores after the previous block's GEMM."""
+    2.7 ms), the BLAS's threads still spinning on the cores after the previous block's GEMM. A
+    strided layer reads the block's stride phases: reading the padded block with a stride instead
+    (no phases to make) ran 0.93-0.97x as fast."""
     from . import _im2col_jit
 
+    xg, taps = _phase_taps(xg, spec, strided)
+    _im2col_jit.gather_images_inner(xg, cols, *taps)
+
+
+def _phase_taps(xg: np.ndarray, spec: ConvSpec, strided: bool) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """``xg`` as stride phases ``(N, C, sy, sx, Hq, Wq)`` (one phase per axis when not ``strided``), and
+    the taps' ``(py, px, ys, xs)`` in them, as the compiled gathers take them."""
     if not strided:
-        xg = xg[:, :, None, None]  # one phase per axis
-    py, px, ys, xs = _tap_phases(spec.kernel, spec.dilation, spec.stride)
-    _im2col_jit.gather_images_inner(xg, cols, py, px, ys, xs)
+        xg = xg[:, :, None, None]
+    return xg, _tap_phases(spec.kernel, spec.dilation, spec.stride)
 
 
 @functools.lru_cache(maxsize=64)
@@ -407,7 +415,7 @@ def phased(x: np.ndarray, spec: ConvSpec, channels: tuple[int, int] | None = Non
     c0, c1 = channels or (0, x.shape[1])
     if PAD_MODES[spec.padding_mode] != "constant":
         return phases(pad(x[:, c0:c1], spec), spec.stride)
-    shape = (x.shape[0], c1 - c0, *spec.stride, *(-(-p // s) for p, s in zip(spec.padded_shape, spec.stride)))
+    shape = (x.shape[0], c1 - c0, *_phase_shape(spec))
     if compiled(spec):  # one compiled pass on every thread: NumPy's strided copies took 1.2 ms of down-3x3
         return _split_phases(x, c0, shape, spec)
     x = x[:, c0:c1]
