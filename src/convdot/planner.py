@@ -506,6 +506,9 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
     Returns
     -------
     Plan
+        Without ``report``, a plan no value of ``x`` or ``w`` entered is kept and returned again for
+        the problem's next call (:func:`_keep`): callers read it and must not change it.
+        :func:`plan`, which users get, reports, so it always gets a fresh one.
     """
     from . import tuning
 
