@@ -22,6 +22,9 @@ CASES = [
      r"conv2d: groups=3 must divide the 4 output channels of weight"),
     (lambda: convdot.conv2d(X, np.zeros((4, 8, 3))), ValueError, r"conv2d: weight must be 4-D .*got shape \(4, 8, 3\)"),
     (lambda: convdot.conv1d(X, W), ValueError, r"conv1d: weight must be 3-D"),
+    # conv() takes its rank from the weight: the message says which rank, and why
+    (lambda: convdot.conv(X, np.zeros((4, 8, 3))), ValueError,
+     r"conv: x must be 3-D .* for the 1-D convolution that weight of shape \(4, 8, 3\) makes, got shape"),
     (lambda: convdot.conv3d(np.zeros((5, 5)), np.zeros((1, 1, 1, 1, 1))), ValueError,
      r"conv3d: x must be 5-D \(N, C_in, \*spatial\) or 4-D unbatched"),
     (lambda: convdot.conv2d(X, W, stride=0), ValueError, r"conv2d: stride must be >= 1 on every axis, got 0"),

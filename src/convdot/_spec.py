@@ -273,16 +273,18 @@ def _conv_arrays(func: str, x: Any, weight: Any, bias: Any, nd: int | None, grou
     x = as_array(func, "x", x)
     w = as_array(func, "weight", weight)
     wform = "(C_in, C_out/groups, *k)" if transposed else "(C_out, C_in/groups, *k)"
+    inferred = ""
     if nd is None:
         if w.ndim < 3:
             raise ValueError(f"{func}: weight must have shape {wform} with at least one spatial axis, "
                              f"got shape {w.shape}")
         nd = w.ndim - 2
+        inferred = f" for the {nd}-D convolution that weight of shape {w.shape} makes"
     elif w.ndim != nd + 2:
         raise ValueError(f"{func}: weight must be {nd + 2}-D {wform}, got shape {w.shape}")
     if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(f"{func}: x must be {nd + 2}-D (N, C_in, *spatial) or {nd + 1}-D unbatched (C_in, *spatial), "
-                         f"got shape {x.shape}")
+        raise ValueError(f"{func}: x must be {nd + 2}-D (N, C_in, *spatial) or {nd + 1}-D unbatched (C_in, *spatial)"
+                         f"{inferred}, got shape {x.shape}")
     batched = x.ndim == nd + 2
     x4 = x if batched else x[None]
     if w.size == 0:
