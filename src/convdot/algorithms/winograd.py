@@ -377,7 +377,7 @@ def _fused_bytes(spec: ConvSpec, threads: int = 1) -> tuple[int, int]:
     """
     tw, d, _ = tile_cols(spec, 4)
     c_in, c_out, item = spec.x_shape[1], spec.out_shape[1], spec.dtype.itemsize
-    fixed = (2 * 6 * d * (4 * tw // d + 2) * c_in + (4 * 4 * tw + 24) * c_out) * item  # T, R; Y, S
+    fixed = (2 * 6 * d * (4 * tw // d + 2) * c_in + (4 + 6) * 4 * tw * c_out) * item  # T, R; Y, S
     if in_place(spec):
         return (36 * c_in + max(1, threads) * c_out) * tw * item, fixed
     return 36 * (c_in + c_out) * tw * item, fixed
