@@ -301,7 +301,7 @@ def test_im2col_blocks_match_reference(block_bytes, problem):
     x, w, _, kwargs = problem
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "BLOCK_BYTES", block_bytes)
-        mp.setattr(im2col, "channel_block", lambda spec, threads=None: None)  # row blocks, however narrow
+        mp.setattr(im2col, "channel_block", lambda spec, threads=None, **_: None)  # row blocks, however narrow
         p = _parsed(x, w, kwargs)
         out = im2col.run(p.x, p.w, p.spec)
     ref = _reference(x, w, kwargs)
@@ -323,7 +323,7 @@ def test_im2col_compiled_gather_matches_reference(fused_bytes, problem, threads,
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(im2col, "JIT_MIN_MACS", 0)
         mp.setattr(im2col, "FUSED_BYTES", fused_bytes)
-        mp.setattr(im2col, "channel_block", lambda spec, threads=None: None)  # row blocks, however narrow
+        mp.setattr(im2col, "channel_block", lambda spec, threads=None, **_: None)  # row blocks, however narrow
         assert im2col.compiled(_parsed(x, w, kwargs, padding_mode).spec)
         with _threads.using(threads):
             _check(im2col.run, x, w, kwargs, padding_mode)
@@ -334,7 +334,8 @@ def test_im2col_compiled_gather_matches_reference(fused_bytes, problem, threads,
 @given(data=st.data(), padding_mode=st.sampled_from(["zeros", "reflect", "circular"]))
 def test_im2col_channel_blocks_match_reference(fast, data, padding_mode):
     """The sum over input channels in blocks of any size, partial products of any number of output
-    channels, added into the output (one group; the compiled gather for 2-D floats)."""
+    channels, added into the output (one group; the compiled gather for 2-D floats; a weight of
+    another dtype converted a slice at a time)."""
     problems = conv_problems(nd=2, dtypes=FLOATS) if fast else conv_problems(dtypes=(*FLOATS, "int16"))
     x, w, _, kwargs = data.draw(problems, label="problem")
     if kwargs["groups"] != 1:  # one group: the weight for all input channels
@@ -342,6 +343,8 @@ def test_im2col_channel_blocks_match_reference(fast, data, padding_mode):
         kwargs = {**kwargs, "groups": 1}
     if padding_mode != "zeros" and any(max(pads) >= n for pads, n in zip(kwargs["padding"], x.shape[2:])):
         padding_mode = "zeros"  # reflect and circular need padding smaller than the side
+    if data.draw(st.booleans(), label="float32 weight"):  # with a float64 x: its slices converted
+        w = w.astype(np.float32)
     p = _parsed(x, w, kwargs, padding_mode)
     channels = data.draw(st.integers(1, x.shape[1]), label="channels")
     outputs = data.draw(st.integers(1, w.shape[0]), label="outputs")
@@ -501,6 +504,27 @@ def test_peak_memory_stays_within_twice_input_plus_output(method, x_shape, w_sha
     convdot.conv(x, w, method=method, **kwargs)  # a warm-up: loading compiled kernels allocates too
     peak = _peak(lambda: convdot.conv(x, w, method=method, **kwargs))
     assert peak <= 2 * io + (64 << 10), f"{method}: peak {peak} bytes > 2 x {io}"
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), [
+    ((2, 256, 8, 8), (256, 256, 3, 3), {"padding": 1}),  # converted weight 9x the data: in slices
+    ((1, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),  # channel blocks anyway (batch 1, deep)
+    ((2, 512, 14, 14), (256, 512, 3, 3), {"padding": 1, "stride": 2}),
+    ((1, 256, 7, 7), (1024, 256, 1, 1), {}),  # 1x1: output-channel chunks of the weight
+    ((2, 256, 14, 14), (512, 256, 1, 1), {"stride": 2}),
+    ((2, 64, 16, 16), (64, 16, 3, 3), {"padding": 1, "groups": 4}),  # grouped: converted whole
+])
+def test_im2col_converts_a_weight_of_another_dtype_within_the_bound(x_shape, w_shape, kwargs, rng):
+    """A float32 weight with a float64 input is converted a slice at a time when converting it whole
+    would break the bound (before: 4.7-7.7x input + output on deep layers)."""
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape).astype(np.float32)
+    p = _parsed(x, w, kwargs)
+    io = x.nbytes + int(np.prod(p.spec.out_shape)) * 8
+    got = convdot.conv(x, w, method="im2col", **kwargs)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, _reference(x, w.astype(np.float64), kwargs), rtol=1e-10, atol=1e-10)
+    peak = _peak(lambda: convdot.conv(x, w, method="im2col", **kwargs))
+    assert peak <= 2 * io + (64 << 10), f"peak {peak} bytes > 2 x {io}"
 
 
 def test_a_problem_too_large_for_memory_is_a_memory_error(monkeypatch):

@@ -116,28 +116,55 @@ def cost(spec: ConvSpec, threads: int | None = None) -> dict[str, float]:
 
 
 def _w_row(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``W_row`` ``(G, Cog, Cg*K)``: a view of ``w`` in its own dtype (see :func:`_weight`)."""
     g = spec.groups
-    return np.asarray(w, dtype=spec.dtype).reshape(g, spec.w_shape[0] // g, -1)  # (G, Cog, Cg*K)
+    return np.asarray(w).reshape(g, spec.w_shape[0] // g, -1)
 
 
 def _pointwise(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     g = spec.groups
     n, c_out = spec.out_shape[:2]
     p = math.prod(spec.out_shape[2:])
-    w_row = _w_row(w, spec)  # (G, Cog, Cg)
     out = output_array((n, g, c_out // g, p), spec.dtype)  # (N, G, Cog, P)
     xs = np.asarray(x)
-    if all(s == 1 for s in spec.stride):
-        xm = xs.astype(spec.dtype, copy=False).reshape(n, g, -1, p)  # (N, G, Cg, P): a view when x is contiguous
-        np.matmul(w_row, xm, out=out)
+    stride1 = all(s == 1 for s in spec.stride)
+    xm = xs.astype(spec.dtype, copy=False).reshape(n, g, -1, p) if stride1 else None  # (N, G, Cg, P)
+    committed = 0 if xm is None or xm.dtype == xs.dtype else xm.nbytes  # a view when x is contiguous
+    w_row, committed = _weight(w, spec, committed)  # (G, Cog, Cg)
+    if xm is not None:
+        _gemm(w_row, xm, out, spec, committed)
         return out.reshape(spec.out_shape)
     sub = (slice(None), slice(None), *(slice(None, None, s) for s in spec.stride))
     per_image = array_bytes((1, spec.x_shape[1], p), spec.dtype)
-    step = max(1, min(BLOCK_BYTES, scratch_budget(spec)) // per_image)
+    room = scratch_budget(spec, committed) // (1 if w_row.dtype == spec.dtype else 2)  # half to convert the weight
+    step = max(1, min(BLOCK_BYTES, room) // per_image)
     for n0 in range(0, n, step):
         blk = np.ascontiguousarray(xs[n0:n0 + step][sub], dtype=spec.dtype)  # (n, C, *out): the only copy
-        np.matmul(w_row, blk.reshape(blk.shape[0], g, -1, p), out=out[n0:n0 + step])  # (n, G, Cg, P)
+        # (n, G, Cg, P)
+        _gemm(w_row, blk.reshape(blk.shape[0], g, -1, p), out[n0:n0 + step], spec, committed + blk.nbytes)
     return out.reshape(spec.out_shape)
+
+
+def _weight(w: np.ndarray, spec: ConvSpec, committed: int) -> tuple[np.ndarray, int]:
+    """``W_row`` and the bytes committed with it: converted to the compute dtype once when the copy
+    takes at most half of what the blocks may use besides ``committed`` bytes; else left as it is,
+    for :func:`_gemm` or the channel blocks to convert a slice at a time."""
+    w_row = _w_row(w, spec)
+    if w_row.dtype == spec.dtype or w_row.size * spec.dtype.itemsize > scratch_budget(spec, committed) // 2:
+        return w_row, committed
+    return w_row.astype(spec.dtype), committed + w_row.size * spec.dtype.itemsize
+
+
+def _gemm(w_row: np.ndarray, x_col: np.ndarray, out: np.ndarray, spec: ConvSpec, committed: int) -> None:
+    """``out = w_row @ x_col``; a weight of another dtype (see :func:`_weight`) converted in chunks of
+    output channels, each within half the budget left besides ``committed`` bytes."""
+    if w_row.dtype == spec.dtype:
+        np.matmul(w_row, x_col, out=out)
+        return
+    row = w_row.shape[0] * w_row.shape[2] * spec.dtype.itemsize  # one output channel of every group
+    step = max(1, scratch_budget(spec, committed) // 2 // row)
+    for o0 in range(0, w_row.shape[1], step):
+        np.matmul(w_row[:, o0:o0 + step].astype(spec.dtype), x_col, out=out[..., o0:o0 + step, :])
 
 
 def _block(spec: ConvSpec, committed: int, target: int = BLOCK_BYTES) -> tuple[int, int]:
@@ -195,7 +222,8 @@ def _even(images: int, rows: int, n: int, h: int, threads: int) -> tuple[int, in
     return max(1, -(-n // even)) if even <= n else images, rows
 
 
-def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int] | None:
+def channel_block(spec: ConvSpec, threads: int | None = None, *, convert: bool = False,
+                  force: bool = False) -> tuple[int, int] | None:
     """``(channels, outputs)``: input channels per column block and output channels per GEMM when
     :func:`run` blocks the sum over input channels; None when it blocks the output positions.
 
@@ -205,6 +233,9 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
     rows of columns (or all of them). A block holds its channels' padded input and columns at every
     output position of every image, and the partial products of ``outputs`` output channels, added
     into the output after each GEMM but the first: about two thirds and one third of the budget.
+    With ``convert`` (a weight of another dtype than the compute dtype) a block also holds its
+    slice of the weight converted; ``force`` blocks the channels whatever the row blocks' width
+    (a weight too large to convert whole is read a slice at a time).
 
     Measured on 3x3 layers against row blocks (interleaved A/B): N1 C128 28x28 1.4x, N1 C256 14x14 2.2-2.5x, N1 C512 7x7
     3.7x, N1 C512 14x14 2.3x, N4 C512 7x7 2.4-2.7x, N8 C512 7x7 1.3-1.9x faster; in single calls
@@ -216,27 +247,29 @@ def channel_block(spec: ConvSpec, threads: int | None = None) -> tuple[int, int]
         return None
     threads = _threads.num_threads(threads)
     # kept per problem, threads and setting (0.06 ms to work out, on every call of a 2-4 ms layer)
-    return _channel_block(spec, threads, jit_available(), scratch_budget(spec), NARROW, FUSED_BYTES, BLOCK_BYTES,
-                          JIT_MIN_MACS)
+    return _channel_block(spec, threads, convert, force, jit_available(), scratch_budget(spec), NARROW, FUSED_BYTES,
+                          BLOCK_BYTES, JIT_MIN_MACS)
 
 
 @functools.lru_cache(maxsize=256)
-def _channel_block(spec: ConvSpec, threads: int, *settings: object) -> tuple[int, int] | None:
+def _channel_block(spec: ConvSpec, threads: int, convert: bool, force: bool,
+                   *settings: object) -> tuple[int, int] | None:
     """:func:`channel_block` of ``spec`` for ``threads`` threads; ``settings`` only key the cache."""
     n, c_in = spec.x_shape[:2]
-    images, rows = column_block(spec, threads, padded_bytes(spec))
     out_sp = spec.out_shape[2:]
-    blocks = -(-n // images) * -(-out_sp[0] // rows)
-    if images * rows * math.prod(out_sp[1:]) >= NARROW or blocks <= threads:
-        return None  # wide enough, or narrow only to give each thread a block
+    if not force:
+        images, rows = column_block(spec, threads, padded_bytes(spec))
+        blocks = -(-n // images) * -(-out_sp[0] // rows)
+        if images * rows * math.prod(out_sp[1:]) >= NARROW or blocks <= threads:
+            return None  # wide enough, or narrow only to give each thread a block
     taps, item = math.prod(spec.kernel), spec.dtype.itemsize
     positions = n * math.prod(out_sp)
     budget = scratch_budget(spec)
     c_out = spec.out_shape[1]
     outputs = _even_split(c_out, budget // 3 // (positions * item))
-    per_channel = taps * positions * item + padded_bytes(spec) // c_in
+    per_channel = taps * positions * item + padded_bytes(spec) // c_in + (outputs * taps * item if convert else 0)
     channels = _even_split(c_in, (budget - outputs * positions * item) // per_channel)
-    if channels * taps < min(NARROW, c_in * taps):
+    if channels * taps < min(NARROW, c_in * taps) and not force:
         return None
     return channels, outputs
 
@@ -265,16 +298,21 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     out_sp = spec.out_shape[2:]
     rest = math.prod(out_sp[1:])
     taps = math.prod(spec.kernel)
-    w_row = _w_row(w, spec)  # (G, Cog, Cg*K)
     strided = any(st != 1 for st in spec.stride)
     fast = compiled(spec)
     threads = _threads.num_threads() if fast else 1  # NumPy's tap copies: one thread, the BLAS uses all
-    by_channels = channel_block(spec, threads)
+    convert = np.asarray(w).dtype != spec.dtype
+    by_channels = channel_block(spec, threads, convert=convert)
+    w_row, committed = _weight(w, spec, padded_bytes(spec))  # (G, Cog, Cg*K)
+    if not by_channels and w_row.dtype != spec.dtype:  # a weight too large to convert whole: in slices
+        by_channels = channel_block(spec, threads, convert=True, force=True)
+        if not by_channels:  # grouped: its weight, 1/G of a dense layer's, converted whole
+            w_row, committed = w_row.astype(spec.dtype), committed + w_row.size * spec.dtype.itemsize
     if by_channels:
-        return _channel_blocks(x, w_row, spec, strided, fast, by_channels)
+        return _channel_blocks(x, _w_row(w, spec), spec, strided, fast, by_channels)
     # (N, C, *stride, *padded/stride) when strided, so every tap reads a unit-stride slice; else (N, C, *padded)
     xg = phased(x, spec) if strided else pad(x, spec)
-    images, rows = column_block(spec, threads, xg.nbytes)
+    images, rows = column_block(spec, threads, committed)
     blocks = [(n0, min(images, n - n0), r0, min(rows, out_sp[0] - r0))
               for n0 in range(0, n, images) for r0 in range(0, out_sp[0], rows)]
     out = output_array((n, g, cog, *out_sp), spec.dtype)  # (N, G, Cog, *out)
@@ -321,7 +359,8 @@ def _channel_blocks(x: np.ndarray, w_row: np.ndarray, spec: ConvSpec, strided: b
     out = output_array((n, c_out, p), spec.dtype)
     storage = np.empty(channels * taps * n * p, dtype=spec.dtype)
     part = np.empty((outputs, n * p), dtype=spec.dtype) if channels < c_in or n > 1 else None  # partial products
-    w2 = w_row[0]  # (C_out, C_in * K)
+    w2 = w_row[0]  # (C_out, C_in * K), in the weight's own dtype
+    converted = np.empty((outputs, channels * taps), dtype=spec.dtype) if w2.dtype != spec.dtype else None
     x = np.asarray(x)
     for c0 in range(0, c_in, channels):
         cb = min(channels, c_in - c0)
@@ -336,6 +375,9 @@ def _channel_blocks(x: np.ndarray, w_row: np.ndarray, spec: ConvSpec, strided: b
         for o0 in range(0, c_out, outputs):
             o1 = min(c_out, o0 + outputs)
             wk = w2[o0:o1, c0 * taps:(c0 + cb) * taps]
+            if converted is not None:  # this slice of the weight in the compute dtype
+                np.copyto(converted[:o1 - o0, :cb * taps], wk)
+                wk = converted[:o1 - o0, :cb * taps]
             if n == 1 and c0 == 0:  # one image: the first block's products straight into the output
                 np.matmul(wk, x_col, out=out[0, o0:o1])
                 continue
