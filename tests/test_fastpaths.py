@@ -490,7 +490,9 @@ def _peak(fn) -> int:
 @pytest.mark.parametrize(("method", "x_shape", "w_shape", "kwargs"), [
     ("im2col", (2, 16, 64, 64), (16, 16, 3, 3), {"padding": 1}),  # full columns would be 9x the input
     ("im2col", (1, 8, 96, 96), (8, 8, 5, 5), {"padding": 2, "dilation": 1}),
-    ("sliding", (2, 16, 48, 48), (16, 16, 3, 3), {"padding": 1}),  # windows path, einsum in blocks
+    ("sliding", (2, 16, 48, 48), (16, 16, 3, 3), {"padding": 1}),  # windows path, in blocks
+    ("sliding", (1, 256, 8, 8), (256, 256, 3, 3), {"padding": 1}),  # a weight 9x the data: never copied
+    ("sliding", (2, 64, 16, 16), (64, 16, 3, 3), {"padding": 1, "groups": 4}),
     ("sliding", (1, 1, 256, 256), (1, 1, 7, 7), {"padding": 3}),  # direct path
     ("fft", (1, 1, 512, 512), (1, 1, 15, 15), {"padding": 7}),  # overlap-save blocks
     # whole-array transforms in batches of images; the kernel spectrum is held whole, so the bound needs
@@ -514,17 +516,18 @@ def test_peak_memory_stays_within_twice_input_plus_output(method, x_shape, w_sha
     ((2, 256, 14, 14), (512, 256, 1, 1), {"stride": 2}),
     ((2, 64, 16, 16), (64, 16, 3, 3), {"padding": 1, "groups": 4}),  # grouped: converted whole
 ])
-def test_im2col_converts_a_weight_of_another_dtype_within_the_bound(x_shape, w_shape, kwargs, rng):
+@pytest.mark.parametrize("method", ["im2col", "sliding"])
+def test_a_weight_of_another_dtype_is_converted_within_the_bound(method, x_shape, w_shape, kwargs, rng):
     """A float32 weight with a float64 input is converted a slice at a time when converting it whole
-    would break the bound (before: 4.7-7.7x input + output on deep layers)."""
+    would break the bound (before: im2col 4.7-7.7x input + output on deep layers, sliding 13x)."""
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape).astype(np.float32)
     p = _parsed(x, w, kwargs)
     io = x.nbytes + int(np.prod(p.spec.out_shape)) * 8
-    got = convdot.conv(x, w, method="im2col", **kwargs)
+    got = convdot.conv(x, w, method=method, **kwargs)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, _reference(x, w.astype(np.float64), kwargs), rtol=1e-10, atol=1e-10)
-    peak = _peak(lambda: convdot.conv(x, w, method="im2col", **kwargs))
-    assert peak <= 2 * io + (64 << 10), f"peak {peak} bytes > 2 x {io}"
+    peak = _peak(lambda: convdot.conv(x, w, method=method, **kwargs))
+    assert peak <= 2 * io + (64 << 10), f"{method}: peak {peak} bytes > 2 x {io}"
 
 
 def test_a_problem_too_large_for_memory_is_a_memory_error(monkeypatch):
