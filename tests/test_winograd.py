@@ -392,6 +392,36 @@ def test_kernel_transform_is_cached_and_notices_in_place_edits(copy_from, rng, m
     assert len(winograd._cache) <= winograd._KERNEL_CACHE_ENTRIES
 
 
+@pytest.mark.parametrize("kernel", [(1, 1), (2, 3)])
+def test_a_short_kernel_is_extended_once_and_its_transform_kept(kernel, rng):
+    """A kernel of fewer than 3 taps is extended to 3 once: the extended array, and so its
+    transform, are kept between calls (made anew each call, a 1x1 layer peaked at 4.6-25.7x
+    input + output), and an edit in place is still seen."""
+    import tracemalloc
+
+    from convdot.algorithms._common import clear_pool
+
+    winograd.clear_cache()
+    x = rng.standard_normal((2, 128, 28, 28)).astype(np.float32)  # large enough for the compiled kernels
+    w = rng.standard_normal((256, 128, *kernel)).astype(np.float32)
+    kwargs = {"padding": tuple(k // 2 for k in kernel)}
+    spec = parse_conv("t", x, w, None, **kwargs).spec
+    first = convdot.conv(x, w, method="winograd", **kwargs)
+    clear_pool()
+    tracemalloc.start()
+    try:
+        again = convdot.conv(x, w, method="winograd", **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(again, first)
+    io = x.nbytes + int(np.prod(spec.out_shape)) * 4
+    assert peak <= 2 * io + (64 << 10), f"peak {peak} bytes > 2 x {io}"
+    w[5, 7, 0, 0] += 3.0  # edited in place: same array, new content
+    assert_close(convdot.conv(x, w, method="winograd", **kwargs),
+                 convdot.conv(x, w, method="reference", **kwargs), _scale(x, w, **kwargs))
+
+
 def test_threads_give_identical_results(rng, monkeypatch):
     x = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
