@@ -258,7 +258,9 @@ def test_whole_plane_kernel_is_for_many_small_planes():
 @given(problem=conv_problems(dtypes=("float32", "float64", "complex128")), data=st.data(),
        padding_mode=st.sampled_from(["zeros", "circular"]))
 def test_fft_blocks_match_reference(problem, data, padding_mode):
-    """Overlap-save with every block length, from one output per block to the whole array."""
+    """Overlap-save with every block length, from one output per block to the whole array; the
+    channel products as a GEMM or a loop over input channels; with a budget so small that the
+    kernel spectrum is made one output channel (or group) at a time and a batch is one block."""
     x, w, _, kwargs = problem
     if x.dtype.kind == "c":
         x = x + 1j * np.roll(x, 1)
@@ -267,7 +269,11 @@ def test_fft_blocks_match_reference(problem, data, padding_mode):
     spec = _parsed(x, w, kwargs, padding_mode).spec
     steps = tuple(s * data.draw(st.integers(1, 4)) for s in spec.stride)
     m = tuple(st_ + sp - 1 + data.draw(st.integers(0, 3)) for st_, sp in zip(steps, fft.span(spec)))
-    _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fft, "LOOP_CHANNELS", data.draw(st.sampled_from([0, 1 << 10]), label="loop channels"))
+        if data.draw(st.booleans(), label="tight budget"):
+            mp.setattr(fft, "scratch_budget", lambda spec, committed=0: 1)
+        _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
 
 
 def test_fft_picks_blocks_for_a_small_kernel_on_a_large_image():
@@ -495,9 +501,11 @@ def _peak(fn) -> int:
     ("sliding", (2, 64, 16, 16), (64, 16, 3, 3), {"padding": 1, "groups": 4}),
     ("sliding", (1, 1, 256, 256), (1, 1, 7, 7), {"padding": 3}),  # direct path
     ("fft", (1, 1, 512, 512), (1, 1, 15, 15), {"padding": 7}),  # overlap-save blocks
-    # whole-array transforms in batches of images; the kernel spectrum is held whole, so the bound needs
-    # a batch whose input outweighs it (with 4 images it alone is 0.7x the budget: documented in fft.py)
-    ("fft", (16, 8, 32, 32), (8, 8, 5, 5), {"padding": 2}),
+    ("fft", (16, 8, 32, 32), (8, 8, 5, 5), {"padding": 2}),  # whole-array transforms in batches of images
+    # kernel spectra 2.8x and 40x input + output: made a chunk of output channels at a time
+    ("fft", (4, 16, 32, 32), (16, 16, 5, 5), {"padding": 2}),
+    ("fft", (2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1}),
+    ("fft", (4, 64, 32, 32), (64, 16, 5, 5), {"padding": 2, "groups": 4}),  # chunks of one group's channels
 ])
 def test_peak_memory_stays_within_twice_input_plus_output(method, x_shape, w_shape, kwargs, rng):
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)

@@ -17,15 +17,16 @@ read-modify-write of overlapping tails, which overlap-add needs), the kernel spe
 ``MEMORY_FACTOR * (input + output)`` bytes. :func:`blocks` picks ``M`` by the transform count per
 output; the whole array is the special case of one block.
 
-Memory: the padded input, the output and the kernel spectrum (``C_out * C_in/G`` half-spectra of
-``M`` points) are held whole; blocks and images are batched so the rest stays within the budget.
-When the kernel spectrum alone outweighs ``input + output`` (many channels, a few small images),
-the peak exceeds ``MEMORY_FACTOR * (input + output)``: measured 22x on N2 C64 28x28 3x3, 230x on
-N1 C256 14x14 3x3, 3.5-4.7x on 3-16 channels. Splitting the output channels would bound the
-kernel's share, at the price of transforming the input once per channel chunk; one image's input
-spectra and their transposed copy (about twice its padded input) would still need the input
-channels split too, with the products summed over them. The planner does not pick the FFT for
-such layers (im2col or Winograd are 3-30x faster there), so this is left as it is.
+Memory: the padded input and the output are held whole; blocks and images are batched so the rest
+stays within the budget. The kernel spectrum (``C_out * C_in/G`` half-spectra of ``M`` points) is
+held whole when it takes at most half the budget, else made for chunks of output channels, again
+for every batch (:func:`_batch`): on layers with many channels and small images it outweighed the
+data 3.5-230x (N2 C64 28x28 3x3 peaked at 22x input + output, 1.7x now). One image's block is the
+smallest batch: where its input, spectra and products alone outweigh the budget (one or two images
+of many channels: N1 C256 14x14 3x3, N2 C32 24x24 5x5 groups=4) the peak is 2.2x input + output;
+splitting the input channels would bound it too. The planner does not give the FFT such layers.
+With few input channels per group (:data:`LOOP_CHANNELS`) the channel products are a broadcast
+multiply-add per input channel instead of the per-frequency GEMM, and hold no transposed copies.
 
 Integers are transformed in float64 and rounded, which is exact while the estimated rounding
 error stays far below 0.5 (checked by :func:`unsupported`).
@@ -45,6 +46,12 @@ from .._spec import PAD_MODES, ConvSpec
 from ._common import array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
 
 _EPS64 = float(np.finfo(np.float64).eps)
+
+#: The per-frequency channel products run as a broadcast multiply-add per input channel up to this
+#: many input channels per group, and as a batched GEMM (``np.matmul`` over the frequencies) above.
+#: Measured against the GEMM (FFT method, float64): 1.2-1.6x faster with 3 and 8 channels per group
+#: (N8 C8 64x64 9x9, N1 C3 64x64 7x7, N1 C3 512x512 15x15), 0.8x with 16 (N4 C16 32x32 5x5).
+LOOP_CHANNELS = 8
 
 #: Smallest block transform length worth its per-call overhead.
 MIN_BLOCK = 32
@@ -110,7 +117,9 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
         that for complex data, inverse real ones :data:`INVERSE_COST` times that, float64 not
         scaled), ``gemm`` flops of the per-frequency channel products, ``bytes`` moved by the
         element-wise passes (the extended input, spectra, block outputs, output writes, and new
-        arrays' first touch), ``blocks`` how many blocks, ``transforms`` how many batched transform calls.
+        arrays' first touch), ``blocks`` how many blocks, ``transforms`` how many batched transform calls
+        (and channel products), ``matrices`` how many small matrix products the per-frequency channel
+        GEMMs hold. A kernel spectrum made in chunks (:func:`_batch`) is made again for every batch.
     """
     m, step = choice or blocks(spec)
     n, c = spec.x_shape[:2]
@@ -121,11 +130,20 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     per = (2.5 if real else 5.0) * points * math.log2(max(points, 2))
     freqs = points // 2 + 1 if real else points
     inverse = INVERSE_COST if real else 1.0
-    planes = nblocks * (n * c + inverse * n * c_out) + c_out * cg
+    units, _, co = _batch(spec, m)
+    batches = max(1, -(-nblocks * n // units))
+    chunks = -(-c_out // co)
+    g = spec.groups
+    plain = cg == 1 and c_out == g  # one channel pair per group: a plain product, no GEMM
+    loop = not plain and cg <= LOOP_CHANNELS  # a broadcast multiply-add per input channel, no GEMM
+    matrices = 0 if plain or loop else batches * freqs * max(g, chunks)  # every chunk's groups x frequencies
+    planes = nblocks * (n * c + inverse * n * c_out) + c_out * cg * (batches if chunks > 1 else 1)
     itemsize = 16 if spec.dtype.itemsize >= 8 or spec.dtype.kind == "i" else 8
-    gemm = 8.0 * n * c_out * cg * freqs * nblocks
+    gemm = 0.0 if loop else 8.0 * n * c_out * cg * freqs * nblocks
     # spectra: the input's written, the products' read and written
     moved = float(nblocks * (n * c + 2 * n * c_out) * freqs * itemsize)
+    if loop:  # per input channel: the product written, then it and the sum read and the sum written
+        moved += 4.0 * cg * nblocks * n * c_out * freqs * itemsize
     # the extended input (x read; written, checked for NaN/inf, first touched), the input spectra
     # (first touched), the blocks' outputs (written by the inverse transform, read back, first
     # touched) and the output (written, first touched): every new array is paged in once
@@ -136,7 +154,7 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     out = math.prod(spec.out_shape) * spec.dtype.itemsize
     moved += float(math.prod(spec.x_shape) * spec.dtype.itemsize + 3 * ext + spectra + 3 * blocks_out + 2 * out)
     return {"fft": per * planes, "gemm": gemm, "bytes": moved, "blocks": float(nblocks),
-            "transforms": float(2 * max(1, nblocks * n // max(1, _batch(spec, m)[0])))}
+            "transforms": float(batches * (2 if chunks == 1 else 1 + 3 * chunks)), "matrices": float(matrices)}
 
 
 def blocks(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -174,18 +192,37 @@ def cost_simple(spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...]) -> fl
     return transforms + 4.0 * n * c_out * cg * points * nblocks
 
 
-def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int]:
-    """How many (image, block) pairs one batch may hold within the memory budget, and one pair's bytes."""
+def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int]:
+    """How many (image, block) pairs one batch may hold within the memory budget, one pair's bytes,
+    and the output channels whose kernel spectrum is made and multiplied at a time.
+
+    The kernel spectrum is made whole when it takes at most half the budget; else for chunks of
+    output channels (whole groups, or part of one group, see :func:`_parts`) within a third of it,
+    made again for every batch: on N4 C16 32x32 5x5, a layer the planner gives the FFT, the whole spectrum was
+    2.8x input + output.
+    """
     c, c_out, cg = spec.x_shape[1], spec.out_shape[1], spec.w_shape[1]
+    g = spec.groups
+    cog = c_out // g
     ft = _fft_dtype(spec)
     points = math.prod(m)
     complex_item = 2 * ft.itemsize if ft.kind != "c" else ft.itemsize
     freqs = points // 2 + 1 if ft.kind != "c" else points
-    # one image's block: input spectrum and its transposed copy, product spectrum and its copy, output block
-    unit = 2 * (c + c_out) * freqs * complex_item + c_out * points * ft.itemsize
-    kernel = c_out * cg * freqs * complex_item  # the kernel spectrum stays for the whole call
-    budget = scratch_budget(spec, _ext_bytes(spec, m) + kernel)
-    return max(1, budget // max(unit, 1)), unit
+    budget = scratch_budget(spec, _ext_bytes(spec, m))
+    per_output = cg * freqs * complex_item  # one output channel's kernel spectrum
+    co = c_out
+    if not (cg == 1 and cog == 1) and c_out * per_output > budget // 2:
+        most = max(1, budget // 3 // per_output)  # output channels per chunk
+        size = cog if g > 1 and most >= cog else 1  # whole groups, or channels of one group
+        total = c_out if g == 1 or size > 1 else cog
+        parts = -(-(total // size) // max(1, most // size))
+        co = -(-(total // size) // parts) * size
+    # one image's block: its input as the transform copies it, input spectrum and its transposed
+    # copy, product spectrum and its copy (the channel loop: input spectrum, product spectrum and
+    # one term of it), output block
+    spectra = (c + 2 * co) if cg <= LOOP_CHANNELS else 2 * (c + co)
+    unit = spectra * freqs * complex_item + (c + co) * points * ft.itemsize
+    return max(1, (budget - co * per_output) // max(unit, 1)), unit, co
 
 
 # --------------------------------------------------------------------------- compute
@@ -223,19 +260,20 @@ def _extended_input(x: np.ndarray, spec: ConvSpec, ext: tuple[int, ...]) -> np.n
     return xe
 
 
-def kernel_spectrum(w: np.ndarray, spec: ConvSpec, m: tuple[int, ...]) -> np.ndarray:
+def kernel_spectrum(w: np.ndarray, spec: ConvSpec, m: tuple[int, ...], groups: int | None = None) -> np.ndarray:
     """``conj(FFT(conj(w_dilated)))`` of length ``m``, laid out ``(*F, G, Cg, Cog)`` for the channel GEMM.
 
     Frequencies come first so that ``spectrum.reshape(F, G, Cg, Cog).transpose(1, 0, 2, 3)`` is a
     stack of contiguous ``(Cg, Cog)`` matrices that ``np.matmul`` uses in place: the spectrum, often
     larger than the input for many-channel layers, exists once. Transformed axis by axis from the
     last, zero-padding each axis only when it is transformed, so the all-zero rows cost nothing on
-    the first (real) axis.
+    the first (real) axis. ``w`` may be a chunk of the output channels: of ``groups`` whole groups
+    (default: the problem's), or of the only group.
     """
     ft = _fft_dtype(spec)
-    nd, g = spec.nd, spec.groups
-    c_out, cg = spec.w_shape[:2]
+    nd, g = spec.nd, spec.groups if groups is None else groups
     wk = np.asarray(w, dtype=ft)
+    c_out, cg = wk.shape[:2]
     if any(d != 1 for d in spec.dilation):
         wd = np.zeros(wk.shape[:2] + span(spec), dtype=ft)
         wd[(slice(None), slice(None), *(slice(None, None, d) for d in spec.dilation))] = wk
@@ -270,7 +308,7 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
     workers = _threads.num_threads()
     nblk = tuple(-(-v // s) for v, s in zip(_valid_len(spec), step))
     ext = _ext_shape(spec, m, step)
-    units, unit = _batch(spec, m)
+    units, unit, co = _batch(spec, m)
     rest, blocks_per_image = math.prod(nblk[1:]), math.prod(nblk)
     if units >= blocks_per_image:  # whole images per batch
         images, rows = min(n, units // blocks_per_image), nblk[0]
@@ -283,15 +321,15 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
     finite = bool(np.isfinite(xe).all())
     if not finite:
         xe[~np.isfinite(xe)] = 0
-    wf = kernel_spectrum(w, spec, m)  # (*F, G, Cg, Cog)
-    w_finite = bool(np.isfinite(wf).all())
+    wk = np.asarray(w)
+    w_finite = wk.dtype.kind in "iub" or bool(np.isfinite(wk).all())
     if not w_finite:
-        wk = np.asarray(w, dtype=ft)
-        wf = kernel_spectrum(np.where(np.isfinite(wk), wk, 0), spec, m)
-    fshape = wf.shape[:nd]
+        wk = np.where(np.isfinite(wk), wk, 0)
+    parts = _parts(spec, co)
+    whole = kernel_spectrum(wk, spec, m) if len(parts) == 1 else None  # (*F, G, Cg, Cog)
+    fshape = (*m[:-1], m[-1] if complex_ else m[-1] // 2 + 1)  # the kernel spectrum's frequencies
     nf = math.prod(fshape)
     plain = cg == 1 and cog == 1
-    wg = wf.reshape(nf, g, cg, cog).transpose(1, 0, 2, 3)  # (G, F, Cg, Cog): a view, matrices contiguous
 
     out = output_array(spec.out_shape, spec.dtype)  # (N, C_out, *out)
     view = sliding_window_view(xe, m, axis=tuple(range(2, 2 + nd)))  # (N, C, *positions, *M)
@@ -309,29 +347,87 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
             del chunk, view, xe
         xf = xf.reshape(ni, g, cg, nb, nf)  # (n, G, Cg, B, F)
         if plain:
-            xf *= wg.reshape(g, nf)[None, :, None, None, :]  # (1, G, 1, 1, F): one channel pair per group
-            yf = xf
-        else:
-            xt = xf.transpose(1, 4, 0, 3, 2).reshape(g, nf, ni * nb, cg)  # (G, F, n*B, Cg)
-            del xf
-            yt = np.matmul(xt, wg)  # (G, F, n*B, Cog)
-            del xt
-            yf = yt.reshape(g, nf, ni, nb, cog).transpose(2, 0, 4, 3, 1)  # (n, G, Cog, B, F)
-            yf = np.ascontiguousarray(yf)
+            xf *= whole.reshape(nf, g).T[None, :, None, None, :]  # (1, G, 1, 1, F): one channel pair per group
+            _inverse(xf.reshape(ni, c_out, *bshape, *fshape), out[i0:i0 + ni], spec, m, step, r0)
+            continue
+        if cg <= LOOP_CHANNELS:
+            for c0, c1 in parts:
+                yf = _channel_loop(xf, wk, whole, spec, m, c0, c1)  # (n, gk, ck, B, F)
+                _inverse(yf.reshape(ni, c1 - c0, *bshape, *fshape), out[i0:i0 + ni, c0:c1], spec, m, step, r0)
+            continue
+        xt = xf.transpose(1, 4, 0, 3, 2).reshape(g, nf, ni * nb, cg)  # (G, F, n*B, Cg)
+        del xf
+        for c0, c1 in parts:
+            first, gk, ck = _chunk_groups(spec, c0, c1)
+            wf = whole if whole is not None else kernel_spectrum(wk[c0:c1], spec, m, gk)  # (*F, gk, Cg, ck)
+            wg = wf.reshape(nf, gk, cg, ck).transpose(1, 0, 2, 3)  # (gk, F, Cg, ck): a view, matrices contiguous
+            yt = np.matmul(xt[first:first + gk], wg)  # (gk, F, n*B, ck)
+            del wf, wg
+            yf = np.ascontiguousarray(yt.reshape(gk, nf, ni, nb, ck).transpose(2, 0, 4, 3, 1))  # (n, gk, ck, B, F)
             del yt
-        yf = yf.reshape(ni, c_out, *bshape, *fshape)  # (n, C_out, *bshape, *F)
-        if complex_:
-            y = sfft.ifftn(yf, axes=axes, workers=workers, overwrite_x=True)
-        else:
-            y = sfft.irfftn(yf, s=m, axes=axes, workers=workers, overwrite_x=True)  # (N, C_out, *bshape, *M)
-        del yf
-        _scatter(out[i0:i0 + ni], y, spec, step, r0)
-        del y
+            _inverse(yf.reshape(ni, c1 - c0, *bshape, *fshape), out[i0:i0 + ni, c0:c1], spec, m, step, r0)
     if spec.dtype.kind == "i":
         return out
     if finite and w_finite:
         return out
     return finite_fixup(out, pad(x, spec), np.asarray(w, dtype=spec.dtype), spec)
+
+
+def _parts(spec: ConvSpec, co: int) -> list[tuple[int, int]]:
+    """Ranges of ``co`` output channels (see :func:`_batch`): whole groups when ``co`` is a multiple
+    of a group's output channels, else parts of one group at a time, so each range is contiguous."""
+    c_out, g = spec.out_shape[1], spec.groups
+    cog = c_out // g
+    if g == 1 or co % cog == 0:
+        return [(c0, min(c_out, c0 + co)) for c0 in range(0, c_out, co)]
+    return [(gi * cog + o0, gi * cog + min(cog, o0 + co)) for gi in range(g) for o0 in range(0, cog, co)]
+
+
+def _chunk_groups(spec: ConvSpec, c0: int, c1: int) -> tuple[int, int, int]:
+    """``(first group, groups, output channels per group)`` of the output channels ``c0:c1`` (:func:`_parts`)."""
+    cog = spec.out_shape[1] // spec.groups
+    if spec.groups == 1:
+        return 0, 1, c1 - c0
+    gk = max(1, (c1 - c0) // cog)
+    return c0 // cog, gk, (c1 - c0) // gk
+
+
+def _channel_loop(xf: np.ndarray, wk: np.ndarray, whole: np.ndarray | None, spec: ConvSpec, m: tuple[int, ...],
+                  c0: int, c1: int) -> np.ndarray:
+    """Products of the output channels ``c0:c1`` (whole groups, or a slice of the only group):
+    ``sum_c xf[:, g, c] * W[g, c, o]`` as one broadcast multiply-add per input channel.
+
+    ``xf`` is ``(n, G, Cg, B, F)``; the kernel spectrum is ``whole`` or made for the chunk.
+    Returns ``(n, gk, ck, B, F)``: ``gk`` groups of ``ck`` output channels.
+    """
+    ni, _, cg, nb, nf = xf.shape
+    first, gk, ck = _chunk_groups(spec, c0, c1)
+    wf = whole if whole is not None else kernel_spectrum(wk[c0:c1], spec, m, gk)  # (*F, gk, Cg, ck)
+    wv = wf.reshape(nf, gk, cg, ck).transpose(1, 2, 3, 0)  # (gk, Cg, ck, F): a view
+    yf = np.empty((ni, gk, ck, nb, nf), dtype=xf.dtype)
+    tmp = np.empty_like(yf) if cg > 1 else None
+    for c in range(cg):
+        src, ker = xf[:, first:first + gk, c, None], wv[None, :, c, :, None]  # (n, gk, 1, B, F), (1, gk, ck, 1, F)
+        if c == 0:
+            np.multiply(src, ker, out=yf)
+        else:
+            np.multiply(src, ker, out=tmp)
+            yf += tmp
+    return yf
+
+
+def _inverse(yf: np.ndarray, out: np.ndarray, spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...],
+             r0: int) -> None:
+    """Transform the products ``yf`` ``(n, C, *bshape, *F)`` back, over their own memory, and write
+    their exact outputs into ``out`` ``(n, C, *out)`` (see :func:`_scatter`)."""
+    axes = tuple(range(-spec.nd, 0))
+    workers = _threads.num_threads()
+    if _fft_dtype(spec).kind == "c":
+        y = sfft.ifftn(yf, axes=axes, workers=workers, overwrite_x=True)
+    else:
+        y = sfft.irfftn(yf, s=m, axes=axes, workers=workers, overwrite_x=True)  # (n, C, *bshape, *M)
+    del yf
+    _scatter(out, y, spec, step, r0)
 
 
 def _scatter(out: np.ndarray, y: np.ndarray, spec: ConvSpec, step: tuple[int, ...], r0: int) -> None:
