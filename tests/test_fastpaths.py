@@ -258,9 +258,9 @@ def test_whole_plane_kernel_is_for_many_small_planes():
 @given(problem=conv_problems(dtypes=("float32", "float64", "complex128")), data=st.data(),
        padding_mode=st.sampled_from(["zeros", "circular"]))
 def test_fft_blocks_match_reference(problem, data, padding_mode):
-    """Overlap-save with every block length, from one output per block to the whole array; the
-    channel products as a GEMM or a loop over input channels; with a budget so small that the
-    kernel spectrum is made one output channel (or group) at a time and a batch is one block."""
+    """Overlap-save with every block length, from one output per block to the whole array; with a
+    budget so small that the kernel spectrum is made one output channel at a time (or one group's)
+    and a batch is one block."""
     x, w, _, kwargs = problem
     if x.dtype.kind == "c":
         x = x + 1j * np.roll(x, 1)
@@ -270,7 +270,6 @@ def test_fft_blocks_match_reference(problem, data, padding_mode):
     steps = tuple(s * data.draw(st.integers(1, 4)) for s in spec.stride)
     m = tuple(st_ + sp - 1 + data.draw(st.integers(0, 3)) for st_, sp in zip(steps, fft.span(spec)))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fft, "LOOP_CHANNELS", data.draw(st.sampled_from([0, 1 << 10]), label="loop channels"))
         if data.draw(st.booleans(), label="tight budget"):
             mp.setattr(fft, "scratch_budget", lambda spec, committed=0: 1)
         _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)

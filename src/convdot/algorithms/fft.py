@@ -25,8 +25,6 @@ data 3.5-230x (N2 C64 28x28 3x3 peaked at 22x input + output, 1.7x now). One ima
 smallest batch: where its input, spectra and products alone outweigh the budget (one or two images
 of many channels: N1 C256 14x14 3x3, N2 C32 24x24 5x5 groups=4) the peak is 2.2x input + output;
 splitting the input channels would bound it too. The planner does not give the FFT such layers.
-With few input channels per group (:data:`LOOP_CHANNELS`) the channel products are a broadcast
-multiply-add per input channel instead of the per-frequency GEMM, and hold no transposed copies.
 
 Integers are transformed in float64 and rounded, which is exact while the estimated rounding
 error stays far below 0.5 (checked by :func:`unsupported`).
@@ -46,12 +44,6 @@ from .._spec import PAD_MODES, ConvSpec
 from ._common import array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
 
 _EPS64 = float(np.finfo(np.float64).eps)
-
-#: The per-frequency channel products run as a broadcast multiply-add per input channel up to this
-#: many input channels per group, and as a batched GEMM (``np.matmul`` over the frequencies) above.
-#: Measured against the GEMM (FFT method, float64): 1.2-1.6x faster with 3 and 8 channels per group
-#: (N8 C8 64x64 9x9, N1 C3 64x64 7x7, N1 C3 512x512 15x15), 0.8x with 16 (N4 C16 32x32 5x5).
-LOOP_CHANNELS = 8
 
 #: Smallest block transform length worth its per-call overhead.
 MIN_BLOCK = 32
@@ -135,15 +127,12 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     chunks = -(-c_out // co)
     g = spec.groups
     plain = cg == 1 and c_out == g  # one channel pair per group: a plain product, no GEMM
-    loop = not plain and cg <= LOOP_CHANNELS  # a broadcast multiply-add per input channel, no GEMM
-    matrices = 0 if plain or loop else batches * freqs * max(g, chunks)  # every chunk's groups x frequencies
+    matrices = 0 if plain else batches * freqs * max(g, chunks)  # every chunk's groups x frequencies
     planes = nblocks * (n * c + inverse * n * c_out) + c_out * cg * (batches if chunks > 1 else 1)
     itemsize = 16 if spec.dtype.itemsize >= 8 or spec.dtype.kind == "i" else 8
-    gemm = 0.0 if loop else 8.0 * n * c_out * cg * freqs * nblocks
+    gemm = 8.0 * n * c_out * cg * freqs * nblocks
     # spectra: the input's written, the products' read and written
     moved = float(nblocks * (n * c + 2 * n * c_out) * freqs * itemsize)
-    if loop:  # per input channel: the product written, then it and the sum read and the sum written
-        moved += 4.0 * cg * nblocks * n * c_out * freqs * itemsize
     # the extended input (x read; written, checked for NaN/inf, first touched), the input spectra
     # (first touched), the blocks' outputs (written by the inverse transform, read back, first
     # touched) and the output (written, first touched): every new array is paged in once
@@ -218,10 +207,8 @@ def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int]:
         parts = -(-(total // size) // max(1, most // size))
         co = -(-(total // size) // parts) * size
     # one image's block: its input as the transform copies it, input spectrum and its transposed
-    # copy, product spectrum and its copy (the channel loop: input spectrum, product spectrum and
-    # one term of it), output block
-    spectra = (c + 2 * co) if cg <= LOOP_CHANNELS else 2 * (c + co)
-    unit = spectra * freqs * complex_item + (c + co) * points * ft.itemsize
+    # copy, product spectrum and its copy, output block
+    unit = 2 * (c + co) * freqs * complex_item + (c + co) * points * ft.itemsize
     return max(1, (budget - co * per_output) // max(unit, 1)), unit, co
 
 
@@ -350,11 +337,6 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
             xf *= whole.reshape(nf, g).T[None, :, None, None, :]  # (1, G, 1, 1, F): one channel pair per group
             _inverse(xf.reshape(ni, c_out, *bshape, *fshape), out[i0:i0 + ni], spec, m, step, r0)
             continue
-        if cg <= LOOP_CHANNELS:
-            for c0, c1 in parts:
-                yf = _channel_loop(xf, wk, whole, spec, m, c0, c1)  # (n, gk, ck, B, F)
-                _inverse(yf.reshape(ni, c1 - c0, *bshape, *fshape), out[i0:i0 + ni, c0:c1], spec, m, step, r0)
-            continue
         xt = xf.transpose(1, 4, 0, 3, 2).reshape(g, nf, ni * nb, cg)  # (G, F, n*B, Cg)
         del xf
         for c0, c1 in parts:
@@ -390,30 +372,6 @@ def _chunk_groups(spec: ConvSpec, c0: int, c1: int) -> tuple[int, int, int]:
         return 0, 1, c1 - c0
     gk = max(1, (c1 - c0) // cog)
     return c0 // cog, gk, (c1 - c0) // gk
-
-
-def _channel_loop(xf: np.ndarray, wk: np.ndarray, whole: np.ndarray | None, spec: ConvSpec, m: tuple[int, ...],
-                  c0: int, c1: int) -> np.ndarray:
-    """Products of the output channels ``c0:c1`` (whole groups, or a slice of the only group):
-    ``sum_c xf[:, g, c] * W[g, c, o]`` as one broadcast multiply-add per input channel.
-
-    ``xf`` is ``(n, G, Cg, B, F)``; the kernel spectrum is ``whole`` or made for the chunk.
-    Returns ``(n, gk, ck, B, F)``: ``gk`` groups of ``ck`` output channels.
-    """
-    ni, _, cg, nb, nf = xf.shape
-    first, gk, ck = _chunk_groups(spec, c0, c1)
-    wf = whole if whole is not None else kernel_spectrum(wk[c0:c1], spec, m, gk)  # (*F, gk, Cg, ck)
-    wv = wf.reshape(nf, gk, cg, ck).transpose(1, 2, 3, 0)  # (gk, Cg, ck, F): a view
-    yf = np.empty((ni, gk, ck, nb, nf), dtype=xf.dtype)
-    tmp = np.empty_like(yf) if cg > 1 else None
-    for c in range(cg):
-        src, ker = xf[:, first:first + gk, c, None], wv[None, :, c, :, None]  # (n, gk, 1, B, F), (1, gk, ck, 1, F)
-        if c == 0:
-            np.multiply(src, ker, out=yf)
-        else:
-            np.multiply(src, ker, out=tmp)
-            yf += tmp
-    return yf
 
 
 def _inverse(yf: np.ndarray, out: np.ndarray, spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...],
