@@ -153,8 +153,10 @@ def counts_sliding(spec: ConvSpec, params: dict) -> dict[str, float]:
         out_elems = float(_size(spec.out_shape))
         return {"numpy": 2 * info["passes"] * out_bytes + _io_bytes(spec),
                 "calls": info["passes"] * max(1.0, out_elems / (1 << 15))}
-    return {"numpy": 2 * WINDOWS_GATHER * _windows_bytes(spec) + _io_bytes(spec), "calls": 50.0 * info["blocks"],
-            **_gemm(spec, 2.0 * info["macs"] * _narrow(info["narrow"]))}
+    # a block: its windows copied, the GEMM, its product moved into the output (about 10 NumPy calls;
+    # einsum's path search made it 50 before 2026-12-01)
+    return {"numpy": 2 * WINDOWS_GATHER * _windows_bytes(spec) + _io_bytes(spec) + 2 * out_bytes,
+            "calls": 10.0 * info["blocks"], **_gemm(spec, 2.0 * info["macs"] * _narrow(info["narrow"]))}
 
 
 #: One small complex matrix product of the FFT's per-frequency channel GEMMs, in NumPy calls:
