@@ -1,6 +1,6 @@
 """The speed paths inside the formulations, each against `reference` (its slow twin).
 
-sliding: the windows (einsum) path, the direct tap-by-tap path in NumPy and compiled, separable
+sliding: the windows (matmul) path, the direct tap-by-tap path in NumPy and compiled, separable
 kernels as two 1-D passes; fft: whole-array and blocked (overlap-save) transforms; im2col: the
 blocked column build and the plain GEMM for 1x1 kernels. Every path is forced on small problems
 so hypothesis can reach it, whatever the planner would pick.
