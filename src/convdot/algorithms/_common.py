@@ -182,6 +182,25 @@ def scratch_budget(spec: ConvSpec, committed: int = 0) -> int:
     return max(MIN_BLOCK_BYTES, int(0.95 * MEMORY_FACTOR * io_bytes(spec)) - out - committed)
 
 
+def weight_rows(w: np.ndarray, spec: ConvSpec, share: int) -> tuple[np.ndarray, int]:
+    """``W_row`` ``(G, C_out/G, C_in/G * K)`` for GEMMs in the compute dtype, and how many output
+    channels (of every group) to convert at a time.
+
+    The weight's own array (a view) when it has the compute dtype; converted whole when the copy
+    takes at most ``share`` bytes; else as it is, to be converted the returned number of output
+    channels at a time, each within ``share``: a weight larger than the data is never copied whole
+    (float64 ``x`` with a float32 weight on N4 C512 14x14 peaked at 4.7x input + output when it was).
+    """
+    g = spec.groups
+    rows = np.asarray(w).reshape(g, spec.w_shape[0] // g, -1)
+    item = spec.dtype.itemsize
+    if rows.dtype == spec.dtype:
+        return rows, rows.shape[1]
+    if rows.size * item <= share:
+        return rows.astype(spec.dtype), rows.shape[1]
+    return rows, max(1, share // (g * rows.shape[2] * item))
+
+
 #: Freed outputs of at least :data:`POOL_MIN_BYTES` are kept for the next output of the same size,
 #: up to this many bytes in all. A fresh output's pages are mapped and zeroed by the OS on first
 #: touch; glibc hands a freed block back without that, unless something else (another library's

@@ -35,7 +35,17 @@ import numpy as np
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, jit_available, output_array, pad, phase_cut, scratch_budget, tap_index
+from ._common import (
+    array_bytes,
+    ensure_memory,
+    jit_available,
+    output_array,
+    pad,
+    phase_cut,
+    scratch_budget,
+    tap_index,
+    weight_rows,
+)
 
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
@@ -130,9 +140,9 @@ def _pointwise(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     stride1 = all(s == 1 for s in spec.stride)
     xm = xs.astype(spec.dtype, copy=False).reshape(n, g, -1, p) if stride1 else None  # (N, G, Cg, P)
     committed = 0 if xm is None or xm.dtype == xs.dtype else xm.nbytes  # a view when x is contiguous
-    w_row, committed = _weight(w, spec, committed)  # (G, Cog, Cg)
+    w_row, chunk, committed = _weight(w, spec, committed)  # (G, Cog, Cg)
     if xm is not None:
-        _gemm(w_row, xm, out, spec, committed)
+        _gemm(w_row, xm, out, spec, chunk)
         return out.reshape(spec.out_shape)
     sub = (slice(None), slice(None), *(slice(None, None, s) for s in spec.stride))
     per_image = array_bytes((1, spec.x_shape[1], p), spec.dtype)
@@ -140,31 +150,24 @@ def _pointwise(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     step = max(1, min(BLOCK_BYTES, room) // per_image)
     for n0 in range(0, n, step):
         blk = np.ascontiguousarray(xs[n0:n0 + step][sub], dtype=spec.dtype)  # (n, C, *out): the only copy
-        # (n, G, Cg, P)
-        _gemm(w_row, blk.reshape(blk.shape[0], g, -1, p), out[n0:n0 + step], spec, committed + blk.nbytes)
+        _gemm(w_row, blk.reshape(blk.shape[0], g, -1, p), out[n0:n0 + step], spec, chunk)  # (n, G, Cg, P)
     return out.reshape(spec.out_shape)
 
 
-def _weight(w: np.ndarray, spec: ConvSpec, committed: int) -> tuple[np.ndarray, int]:
-    """``W_row`` and the bytes committed with it: converted to the compute dtype once when the copy
-    takes at most half of what the blocks may use besides ``committed`` bytes; else left as it is,
-    for :func:`_gemm` or the channel blocks to convert a slice at a time."""
-    w_row = _w_row(w, spec)
-    if w_row.dtype == spec.dtype or w_row.size * spec.dtype.itemsize > scratch_budget(spec, committed) // 2:
-        return w_row, committed
-    return w_row.astype(spec.dtype), committed + w_row.size * spec.dtype.itemsize
+def _weight(w: np.ndarray, spec: ConvSpec, committed: int) -> tuple[np.ndarray, int, int]:
+    """``W_row``, the output channels to convert at a time and the bytes committed with it
+    (:func:`~convdot.algorithms._common.weight_rows` within half of what the blocks may use
+    besides ``committed`` bytes)."""
+    w_row, chunk = weight_rows(w, spec, scratch_budget(spec, committed) // 2)
+    converted = w_row.dtype == spec.dtype and np.asarray(w).dtype != spec.dtype
+    return w_row, chunk, committed + (w_row.nbytes if converted else 0)
 
 
-def _gemm(w_row: np.ndarray, x_col: np.ndarray, out: np.ndarray, spec: ConvSpec, committed: int) -> None:
-    """``out = w_row @ x_col``; a weight of another dtype (see :func:`_weight`) converted in chunks of
-    output channels, each within half the budget left besides ``committed`` bytes."""
-    if w_row.dtype == spec.dtype:
-        np.matmul(w_row, x_col, out=out)
-        return
-    row = w_row.shape[0] * w_row.shape[2] * spec.dtype.itemsize  # one output channel of every group
-    step = max(1, scratch_budget(spec, committed) // 2 // row)
-    for o0 in range(0, w_row.shape[1], step):
-        np.matmul(w_row[:, o0:o0 + step].astype(spec.dtype), x_col, out=out[..., o0:o0 + step, :])
+def _gemm(w_row: np.ndarray, x_col: np.ndarray, out: np.ndarray, spec: ConvSpec, chunk: int) -> None:
+    """``out = w_row @ x_col``, ``chunk`` output channels at a time, each converted as it is used
+    when ``w_row`` has another dtype (:func:`_weight`)."""
+    for o0 in range(0, w_row.shape[1], chunk):
+        np.matmul(w_row[:, o0:o0 + chunk].astype(spec.dtype, copy=False), x_col, out=out[..., o0:o0 + chunk, :])
 
 
 def _block(spec: ConvSpec, committed: int, target: int = BLOCK_BYTES) -> tuple[int, int]:
@@ -301,13 +304,13 @@ def _columns(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     strided = any(st != 1 for st in spec.stride)
     fast = compiled(spec)
     threads = _threads.num_threads() if fast else 1  # NumPy's tap copies: one thread, the BLAS uses all
-    convert = np.asarray(w).dtype != spec.dtype
-    by_channels = channel_block(spec, threads, convert=convert)
-    w_row, committed = _weight(w, spec, padded_bytes(spec))  # (G, Cog, Cg*K)
-    if not by_channels and w_row.dtype != spec.dtype:  # a weight too large to convert whole: in slices
-        by_channels = channel_block(spec, threads, convert=True, force=True)
-        if not by_channels:  # grouped: its weight, 1/G of a dense layer's, converted whole
-            w_row, committed = w_row.astype(spec.dtype), committed + w_row.size * spec.dtype.itemsize
+    by_channels = channel_block(spec, threads, convert=np.asarray(w).dtype != spec.dtype)
+    if not by_channels:
+        w_row, _, committed = _weight(w, spec, padded_bytes(spec))  # (G, Cog, Cg*K)
+        if w_row.dtype != spec.dtype:  # a weight too large to convert whole: a slice at a time
+            by_channels = channel_block(spec, threads, convert=True, force=True)
+            if not by_channels:  # grouped: its weight, 1/G of a dense layer's, converted whole
+                w_row, committed = w_row.astype(spec.dtype), committed + w_row.size * spec.dtype.itemsize
     if by_channels:
         return _channel_blocks(x, _w_row(w, spec), spec, strided, fast, by_channels)
     # (N, C, *stride, *padded/stride) when strided, so every tap reads a unit-stride slice; else (N, C, *padded)

@@ -34,6 +34,7 @@ from ._common import (
     pad,
     scratch_budget,
     tap_index,
+    weight_rows,
     windows,
 )
 
@@ -177,17 +178,11 @@ def run_windows(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     xp = pad(x, spec)
     win = grouped(windows(xp, spec), g)  # (N, G, Cg, *out, *k)
     n = spec.x_shape[0]
-    wr = np.asarray(w).reshape(g, spec.out_shape[1] // g, -1)  # (G, Cog, Cg*K), in the weight's own dtype
+    share = scratch_budget(spec, array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)) // 3
+    wr, chunk = weight_rows(w, spec, share)  # (G, Cog, Cg*K), converted whole or `chunk` channels at a time
     cog, depth = wr.shape[1:]
     out = output_array((n, g, cog, *spec.out_shape[2:]), spec.dtype)  # (N, G, Cog, *out)
     images, step = windows_block(spec)
-    chunk = cog
-    if wr.dtype != spec.dtype:
-        share = scratch_budget(spec, array_bytes((*spec.x_shape[:2], *spec.padded_shape), spec.dtype)) // 3
-        if wr.size * spec.dtype.itemsize <= share:
-            wr = wr.astype(spec.dtype)
-        else:
-            chunk = max(1, share // (g * depth * spec.dtype.itemsize))
     # windows (N, G, Cg, rows, *rest, *k) -> (G, Cg, *k, N, rows, *rest)
     order = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
     for n0, r in itertools.product(range(0, n, images), range(0, spec.out_shape[2], step)):
