@@ -45,6 +45,11 @@ from ._common import array_bytes, ensure_memory, finite_fixup, output_array, pad
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
+#: One plane of the kernel spectrum against one of the input's, in time: the kernel's are
+#: transformed along strided axes, a few dozen at a time (:func:`kernel_spectrum`), 33-42 us each for
+#: 72x72 and 32x144 points here, 6-9x the model's rate; it matters when they are made per batch.
+KERNEL_PLANE_COST = 7.0
+
 #: Smallest block transform length worth its per-call overhead.
 MIN_BLOCK = 32
 #: Fixed cost of one block (Python calls to copy it out), in flops of :func:`cost_simple`.
@@ -128,7 +133,8 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     g = spec.groups
     plain = cg == 1 and c_out == g  # one channel pair per group: a plain product, no GEMM
     matrices = 0 if plain else batches * freqs * max(g, chunks)  # every chunk's groups x frequencies
-    planes = nblocks * (n * c + inverse * n * c_out) + c_out * cg * (batches if chunks > 1 else 1)
+    kernel_planes = KERNEL_PLANE_COST * c_out * cg * (batches if chunks > 1 else 1)
+    planes = nblocks * (n * c + inverse * n * c_out) + kernel_planes
     itemsize = 16 if spec.dtype.itemsize >= 8 or spec.dtype.kind == "i" else 8
     gemm = 8.0 * n * c_out * cg * freqs * nblocks
     # spectra: the input's written, the products' read and written
