@@ -185,6 +185,51 @@ def test_auto_leaves_the_nan_check_to_the_compiled_winograd_kernels(monkeypatch)
     assert "nonfinite" not in convdot.plan(x, w, padding=1).params  # what a user is shown is checked in full
 
 
+def _fft_filter():
+    """A float64 image and a 31x31 kernel: auto takes the FFT."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((1, 1, 256, 256)), rng.standard_normal((1, 1, 31, 31))
+
+
+def test_auto_leaves_the_nan_check_to_the_fft(monkeypatch):
+    x, w = _fft_filter()
+    assert convdot.plan(x, w, padding=15).method == "fft"
+    scanned = []
+    real = planner._all_finite
+    monkeypatch.setattr(planner, "_all_finite", lambda a: scanned.append(a.size) or real(a))
+    out = convdot.conv2d(x, w, padding=15)
+    assert x.size not in scanned and w.size not in scanned  # the FFT reads every value anyway
+    np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=15, method="sliding"), atol=1e-9)
+    assert "nonfinite" not in convdot.plan(x, w, padding=15).params
+
+
+@pytest.mark.parametrize(("bad", "where"), [(np.nan, "x"), (-np.inf, "w")])
+def test_nan_found_by_the_fft_sends_auto_back_to_a_direct_method(bad, where, monkeypatch):
+    from convdot.algorithms import fft
+
+    x, w = _fft_filter()
+    if where == "x":
+        x[0, 0, 100, 7] = bad
+    else:
+        w[0, 0, 3, 30] = bad
+    calls = []
+    real = fft.run
+
+    @functools.wraps(real)  # keeps run's signature: execute() passes only the options it names
+    def run(*a, **k):
+        calls.append(k.get("nonfinite"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(fft, "run", run)
+    out = convdot.conv2d(x, w, padding=15)
+    assert calls == ["raise"]  # tried once, abandoned before any transform, never rerun as a transform
+    ref = convdot.conv2d(x, w, padding=15, method="sliding")
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
+    np.testing.assert_allclose(np.nan_to_num(out, posinf=0, neginf=0), np.nan_to_num(ref, posinf=0, neginf=0),
+                               atol=1e-9)
+    assert convdot.plan(x, w, padding=15).method != "fft"
+
+
 @pytest.mark.parametrize(("bad", "where"), [(np.nan, "x"), (np.inf, "x"), (np.nan, "w"), (-np.inf, "w")])
 def test_nan_found_by_the_kernels_sends_auto_back_to_a_direct_method(bad, where, monkeypatch):
     from convdot.algorithms import winograd

@@ -509,11 +509,12 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
         Check the NaN/inf rule even when no transform would win, so ``Plan.excluded`` is complete
         (``auto`` skips that pass over the input when it cannot change the choice).
     defer_finite : bool, default False
-        When the choice is Winograd's compiled kernels, which see every input value anyway, leave
-        the NaN/inf check of ``x`` and ``w`` to them (``winograd.run`` checks ``w`` on every call):
+        When the choice is Winograd's compiled kernels or the FFT, which see every input value
+        anyway, leave the NaN/inf check of ``x`` and ``w`` to them (both check ``w`` on every call):
         the plan's params then hold ``nonfinite="raise"`` and the caller must re-plan with the
         check when :class:`~convdot.algorithms.NonFiniteInput` is raised. (The pass over a
-        resnet-3x3-56 input took 1 ms of auto's 10; over resnet-3x3-14's 2.4 MB weight, 0.15 ms.)
+        resnet-3x3-56 input took 1 ms of auto's 10; over resnet-3x3-14's 2.4 MB weight, 0.15 ms;
+        over filter-k31's 2048x2048 float64 image, 2.5-5 ms of auto's 110-170.)
 
     Returns
     -------
@@ -545,9 +546,10 @@ def choose(spec: ConvSpec, x: np.ndarray, w: np.ndarray, *, direct_only: bool = 
     finite = True
     contenders = {min(estimates, key=lambda m: estimates[m][0])} | ({tuned.get("method")} if tuned else set())
     candidates = [estimates["winograd"][1]] + ([tuned["params"]] if tuned else []) if "winograd" in estimates else []
-    # the weight too: winograd.run checks it on every call anyway, and raises as for x
-    defer = defer_finite and not report and contenders == {"winograd"} \
-        and all(p.get("backend") == "jit" for p in candidates)
+    # the weight too: winograd.run and fft.run check it on every call anyway, and raise as for x
+    deferrable = contenders == {"fft"} or (contenders == {"winograd"} and all(p.get("backend") == "jit"
+                                                                              for p in candidates))
+    defer = defer_finite and not report and deferrable
     checked = bool((report or contenders & set(TRANSFORM_METHODS)) and not defer)
     if checked:
         finite = _all_finite(x) and _all_finite(w)

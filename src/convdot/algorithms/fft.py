@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
+from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -60,9 +60,17 @@ BLOCK_OVERHEAD = 2.0e5
 INVERSE_COST = 2.0
 
 
-def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """FFT correlation of the padded input with the (dilated) kernel; ``(N, C_out, *out)``."""
-    return run_blocked(x, w, spec, blocks(spec))
+def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, *, nonfinite: str = "fixup") -> np.ndarray:
+    """FFT correlation of the padded input with the (dilated) kernel; ``(N, C_out, *out)``.
+
+    ``nonfinite="raise"``: raise :class:`~convdot.algorithms.NonFiniteInput` when ``x`` or ``w``
+    holds NaN or inf, before any transform (what ``auto`` asks for when it left that check to the
+    FFT, which reads every value of the padded input anyway); ``"fixup"``: transform zeros in their
+    place and put the direct sums back.
+    """
+    if nonfinite not in ("fixup", "raise"):
+        raise ValueError(f"{spec.func}: fft nonfinite must be 'fixup' or 'raise', got {nonfinite!r}")
+    return run_blocked(x, w, spec, blocks(spec), nonfinite=nonfinite)
 
 
 def unsupported(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> str | None:
@@ -284,8 +292,8 @@ def kernel_spectrum(w: np.ndarray, spec: ConvSpec, m: tuple[int, ...], groups: i
     return np.conjugate(wf, out=wf)  # (*F, G, Cg, Cog)
 
 
-def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
-                choice: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]],
+                nonfinite: str = "fixup") -> np.ndarray:
     """Overlap-save with transform lengths ``M`` and output steps ``L`` per axis; ``(N, C_out, *out)``.
 
     ``L`` must be a multiple of the stride on every axis and ``M >= L + span - 1``; one block per
@@ -316,6 +324,8 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec,
         xe[~np.isfinite(xe)] = 0
     wk = np.asarray(w)
     w_finite = wk.dtype.kind in "iub" or bool(np.isfinite(wk).all())
+    if nonfinite == "raise" and not (finite and w_finite):
+        raise NonFiniteInput(f"{spec.func}: x or weight holds NaN or inf")
     if not w_finite:
         wk = np.where(np.isfinite(wk), wk, 0)
     parts = _parts(spec, co)
