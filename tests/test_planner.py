@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -70,6 +71,14 @@ def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
     dense = np.random.default_rng(0).standard_normal((1, 1, 31, 31))  # not rank 1, unlike np.ones
     big = convdot.plan(np.ones((1, 1, 512, 512)), dense, padding=15)
     assert big.method == "fft", str(big)
+    m, step = ALGORITHMS["fft"].blocks(big.spec)
+    per_image = math.prod(-(-512 // s) for s in step)
+    assert f"overlap-save blocks of {m[0]}x{m[1]} points, {per_image} per image" in str(big)
+    # many channels on small images: the kernel spectrum is made a chunk of output channels at a time
+    chunked = convdot.plan(np.ones((4, 16, 32, 32)), np.random.default_rng(1).standard_normal((16, 16, 5, 5)),
+                           padding=2)
+    assert "whole-array transforms of 36x36 points" in str(chunked)
+    assert "kernel spectrum in chunks of" in str(chunked)
     layer = convdot.plan(np.ones((8, 64, 56, 56), np.float32), np.ones((64, 64, 3, 3), np.float32), padding=1)
     assert layer.method == "winograd", str(layer)
     assert layer.params["tile"] == 4

@@ -400,7 +400,7 @@ def _fmt_time(seconds: float) -> str:
 
 def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = None) -> str:
     """The parameters in words; with ``spec``, how Winograd's channels-last kernels use ``block``
-    and, for ``method`` im2col, how its columns are built."""
+    and, for ``method`` im2col, how its columns are built, for the FFT its blocks."""
     parts = []
     im2col, ours = ALGORITHMS["im2col"], method == "im2col" and spec is not None
     fast = ours and im2col.compiled(spec)
@@ -414,6 +414,8 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
         images, rows = im2col.column_block(spec, params.get("threads"))
         size = f"{images} image{'s' if images != 1 else ''}" if rows == spec.out_shape[2] else f"{rows} output rows"
         parts.append(f"compiled column gather, blocks of {size}, taken by the threads in turn")
+    if method == "fft" and spec is not None:
+        parts.append(ALGORITHMS["fft"].describe(spec))
     if "tile" in params:
         parts.append(f"F({params['tile']},3) tiles")
     chunks = spec is not None and params.get("backend") == "jit" and "tile" in params \

@@ -160,6 +160,20 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
             "transforms": float(batches * (2 if chunks == 1 else 1 + 3 * chunks)), "matrices": float(matrices)}
 
 
+def describe(spec: ConvSpec) -> str:
+    """The blocks and the kernel spectrum's chunks of :func:`run` on ``spec``, in words (for ``convdot plan``)."""
+    m, step = blocks(spec)
+    nblocks = math.prod(-(-v // s) for v, s in zip(_valid_len(spec), step))
+    units, _, co = _batch(spec, m)
+    points = "x".join(str(n) for n in m)
+    text = (f"whole-array transforms of {points} points" if nblocks == 1
+            else f"overlap-save blocks of {points} points, {nblocks} per image")
+    text += f", {units} block{'s' if units != 1 else ''} per batch"
+    if co < spec.out_shape[1]:
+        text += f", kernel spectrum in chunks of {co} output channel{'s' if co != 1 else ''} made for each batch"
+    return text
+
+
 def blocks(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Transform length ``M`` and output step ``L`` per axis with the least estimated work.
 
