@@ -183,84 +183,59 @@ def test_auto_keeps_a_plan_no_value_entered_and_reads_the_values_where_they_coun
     assert planner.choose(spec, image, kernel).method not in planner.TRANSFORM_METHODS
 
 
-def test_auto_leaves_the_nan_check_to_the_compiled_winograd_kernels(monkeypatch):
-    x, w = _compiled_winograd_layer()
-    scanned = []
-    real = planner._all_finite
-    monkeypatch.setattr(planner, "_all_finite", lambda a: scanned.append(a.size) or real(a))
-    out = convdot.conv2d(x, w, padding=1)
-    assert x.size not in scanned and w.size not in scanned  # the kernels read every value anyway
-    np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=1, method="im2col"), atol=1e-3)
-    assert "nonfinite" not in convdot.plan(x, w, padding=1).params  # what a user is shown is checked in full
-
-
 def _fft_filter():
     """A float64 image and a 31x31 kernel: auto takes the FFT."""
     rng = np.random.default_rng(0)
     return rng.standard_normal((1, 1, 256, 256)), rng.standard_normal((1, 1, 31, 31))
 
 
-def test_auto_leaves_the_nan_check_to_the_fft(monkeypatch):
-    x, w = _fft_filter()
-    assert convdot.plan(x, w, padding=15).method == "fft"
+#: The transforms auto leaves the NaN/inf check to: their problem, where a bad value goes in x and
+#: in w, the padding, a direct method to compare with and the tolerance.
+DEFERRED = {
+    "winograd": (_compiled_winograd_layer, (2, 7, 39, 0), (5, 3, 0, 2), 1, "reference", 1e-3),
+    "fft": (_fft_filter, (0, 0, 100, 7), (0, 0, 3, 30), 15, "sliding", 1e-9),
+}
+
+
+@pytest.mark.parametrize("method", sorted(DEFERRED))
+def test_auto_leaves_the_nan_check_to_a_transform_that_reads_every_value(method, monkeypatch):
+    make, _, _, padding, direct, atol = DEFERRED[method]
+    x, w = make()
+    assert convdot.plan(x, w, padding=padding).method == method
     scanned = []
     real = planner._all_finite
     monkeypatch.setattr(planner, "_all_finite", lambda a: scanned.append(a.size) or real(a))
-    out = convdot.conv2d(x, w, padding=15)
-    assert x.size not in scanned and w.size not in scanned  # the FFT reads every value anyway
-    np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=15, method="sliding"), atol=1e-9)
-    assert "nonfinite" not in convdot.plan(x, w, padding=15).params
+    out = convdot.conv2d(x, w, padding=padding)
+    assert x.size not in scanned and w.size not in scanned  # the transform reads every value anyway
+    np.testing.assert_allclose(out, convdot.conv2d(x, w, padding=padding, method=direct), atol=atol)
+    assert "nonfinite" not in convdot.plan(x, w, padding=padding).params  # what a user is shown is checked in full
 
 
-@pytest.mark.parametrize(("bad", "where"), [(np.nan, "x"), (-np.inf, "w")])
-def test_nan_found_by_the_fft_sends_auto_back_to_a_direct_method(bad, where, monkeypatch):
-    from convdot.algorithms import fft
-
-    x, w = _fft_filter()
+@pytest.mark.parametrize(("method", "bad", "where"), [
+    ("winograd", np.nan, "x"), ("winograd", np.inf, "x"), ("winograd", np.nan, "w"), ("winograd", -np.inf, "w"),
+    ("fft", np.nan, "x"), ("fft", -np.inf, "w"),
+])
+def test_nan_found_by_a_transform_sends_auto_back_to_a_direct_method(method, bad, where, monkeypatch):
+    make, at_x, at_w, padding, direct, atol = DEFERRED[method]
+    x, w = make()
     if where == "x":
-        x[0, 0, 100, 7] = bad
+        x[at_x] = bad
     else:
-        w[0, 0, 3, 30] = bad
+        w[at_w] = bad
     calls = []
-    real = fft.run
+    module = ALGORITHMS[method]
+    real = module.run
 
     @functools.wraps(real)  # keeps run's signature: execute() passes only the options it names
     def run(*a, **k):
         calls.append(k.get("nonfinite"))
         return real(*a, **k)
 
-    monkeypatch.setattr(fft, "run", run)
-    out = convdot.conv2d(x, w, padding=15)
-    assert calls == ["raise"]  # tried once, abandoned before any transform, never rerun as a transform
-    ref = convdot.conv2d(x, w, padding=15, method="sliding")
+    monkeypatch.setattr(module, "run", run)
+    out = convdot.conv2d(x, w, padding=padding)
+    assert calls == ["raise"]  # tried once, abandoned before any output or transform, never rerun as a transform
+    ref = convdot.conv2d(x, w, padding=padding, method=direct)
     np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
     np.testing.assert_allclose(np.nan_to_num(out, posinf=0, neginf=0), np.nan_to_num(ref, posinf=0, neginf=0),
-                               atol=1e-9)
-    assert convdot.plan(x, w, padding=15).method != "fft"
-
-
-@pytest.mark.parametrize(("bad", "where"), [(np.nan, "x"), (np.inf, "x"), (np.nan, "w"), (-np.inf, "w")])
-def test_nan_found_by_the_kernels_sends_auto_back_to_a_direct_method(bad, where, monkeypatch):
-    from convdot.algorithms import winograd
-
-    x, w = _compiled_winograd_layer()
-    if where == "x":
-        x[2, 7, 39, 0] = bad
-    else:
-        w[5, 3, 0, 2] = bad
-    calls = []
-    real = winograd.run
-
-    @functools.wraps(real)  # keeps run's signature: execute() passes only the options it names
-    def run(*a, **k):
-        calls.append(k.get("nonfinite"))
-        return real(*a, **k)
-
-    monkeypatch.setattr(winograd, "run", run)
-    out = convdot.conv2d(x, w, padding=1)
-    assert calls == ["raise"]  # tried once, abandoned before writing any output, never rerun as a transform
-    ref = convdot.conv2d(x, w, padding=1, method="reference")
-    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
-    np.testing.assert_allclose(np.nan_to_num(out, posinf=0, neginf=0), np.nan_to_num(ref, posinf=0, neginf=0),
-                               atol=1e-3)
-    assert convdot.plan(x, w, padding=1).method != "winograd"
+                               atol=atol)
+    assert convdot.plan(x, w, padding=padding).method != method
