@@ -275,6 +275,19 @@ def test_fft_blocks_match_reference(problem, data, padding_mode):
         _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
 
 
+def test_fft_cost_counts_the_kernel_spectrum_made_in_chunks(monkeypatch):
+    """With too little memory for the whole kernel spectrum, it is made per batch in chunks of output
+    channels: the model counts those transforms and the chunks' small matrix products."""
+    spec = _parsed(np.zeros((4, 16, 32, 32)), np.zeros((16, 16, 5, 5)), {"padding": 2}).spec
+    chunked = fft.cost(spec)
+    assert fft._batch(spec, fft.blocks(spec)[0])[2] < 16  # this layer's spectrum is made in chunks
+    monkeypatch.setattr(fft, "scratch_budget", lambda spec, committed=0: 1 << 40)  # all of it at once
+    whole = fft.cost(spec)
+    assert fft._batch(spec, fft.blocks(spec)[0])[2] == 16
+    assert chunked["fft"] > whole["fft"] and chunked["matrices"] > whole["matrices"]
+    assert chunked["transforms"] > whole["transforms"]
+
+
 def test_fft_picks_blocks_for_a_small_kernel_on_a_large_image():
     spec = _parsed(np.zeros((1, 1, 2048, 2048)), np.zeros((1, 1, 15, 15)), {"padding": 7}).spec
     m, step = fft.blocks(spec)
