@@ -21,10 +21,12 @@ Memory: the padded input and the output are held whole; blocks and images are ba
 stays within the budget. The kernel spectrum (``C_out * C_in/G`` half-spectra of ``M`` points) is
 held whole when it takes at most half the budget, else made for chunks of output channels, again
 for every batch (:func:`_batch`): on layers with many channels and small images it outweighed the
-data 3.5-230x (N2 C64 28x28 3x3 peaked at 22x input + output, 1.7x now). One image's block is the
-smallest batch: where its input, spectra and products alone outweigh the budget (one or two images
-of many channels: N1 C256 14x14 3x3, N2 C32 24x24 5x5 groups=4) the peak is 2.2x input + output;
-splitting the input channels would bound it too. The planner does not give the FFT such layers.
+data 3.5-230x (N2 C64 28x28 3x3 peaked at 22x input + output, 1.7x now). Where even one block of
+every input channel outweighs the budget (one or two images of many channels: N1 C256 14x14 3x3,
+N2 C32 24x24 5x5 groups=4 peaked at 2.2x), the input channels are transformed a chunk at a time too,
+again for every chunk of output channels, whose products are summed over them
+(:func:`_input_chunks`; 1.7x now). That costs transforms, and the planner gives such layers to
+im2col or Winograd anyway (25-30x faster there).
 
 Integers are transformed in float64 and rounded, which is exact while the estimated rounding
 error stays far below 0.5 (checked by :func:`unsupported`).
@@ -135,14 +137,17 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     per = (2.5 if real else 5.0) * points * math.log2(max(points, 2))
     freqs = points // 2 + 1 if real else points
     inverse = INVERSE_COST if real else 1.0
-    units, _, co = _batch(spec, m)
+    units, _, co, ci = _batch(spec, m)
     batches = max(1, -(-nblocks * n // units))
-    chunks = -(-c_out // co)
     g = spec.groups
+    chunks = g * -(-(c_out // g) // co) if co < c_out // g else -(-c_out // co)
+    parts_in = -(-cg // ci)  # input chunks per output chunk, each transformed again for every output chunk
     plain = cg == 1 and c_out == g  # one channel pair per group: a plain product, no GEMM
-    matrices = 0 if plain else batches * freqs * max(g, chunks)  # every chunk's groups x frequencies
+    # every chunk's groups (and input chunks) x frequencies
+    matrices = 0 if plain else batches * freqs * max(g, chunks) * parts_in
     kernel_planes = KERNEL_PLANE_COST * c_out * cg * (batches if chunks > 1 else 1)
-    planes = nblocks * (n * c + inverse * n * c_out) + kernel_planes
+    inputs = n * c if parts_in == 1 else n * cg * chunks
+    planes = nblocks * (inputs + inverse * n * c_out) + kernel_planes
     itemsize = 16 if spec.dtype.itemsize >= 8 or spec.dtype.kind == "i" else 8
     gemm = 8.0 * n * c_out * cg * freqs * nblocks
     # spectra: the input's written, the products' read and written
@@ -157,20 +162,23 @@ def cost(spec: ConvSpec, choice: tuple[tuple[int, ...], tuple[int, ...]] | None 
     out = math.prod(spec.out_shape) * spec.dtype.itemsize
     moved += float(math.prod(spec.x_shape) * spec.dtype.itemsize + 3 * ext + spectra + 3 * blocks_out + 2 * out)
     return {"fft": per * planes, "gemm": gemm, "bytes": moved, "blocks": float(nblocks),
-            "transforms": float(batches * (2 if chunks == 1 else 1 + 3 * chunks)), "matrices": float(matrices)}
+            "transforms": float(batches * (2 if chunks == 1 else 1 + (1 + 2 * parts_in) * chunks)),
+            "matrices": float(matrices)}
 
 
 def describe(spec: ConvSpec) -> str:
     """The blocks and the kernel spectrum's chunks of :func:`run` on ``spec``, in words (for ``convdot plan``)."""
     m, step = blocks(spec)
     nblocks = math.prod(-(-v // s) for v, s in zip(_valid_len(spec), step))
-    units, _, co = _batch(spec, m)
+    units, _, co, ci = _batch(spec, m)
     points = "x".join(str(n) for n in m)
     text = (f"whole-array transforms of {points} points" if nblocks == 1
             else f"overlap-save blocks of {points} points, {nblocks} per image")
     text += f", {units} block{'s' if units != 1 else ''} per batch"
     if co < spec.out_shape[1]:
         text += f", kernel spectrum in chunks of {co} output channel{'s' if co != 1 else ''} made for each batch"
+    if ci < spec.w_shape[1]:
+        text += f", {ci} input channel{'s' if ci != 1 else ''} transformed at a time"
     return text
 
 
@@ -209,9 +217,11 @@ def cost_simple(spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...]) -> fl
     return transforms + 4.0 * n * c_out * cg * points * nblocks
 
 
-def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int]:
+def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int, int]:
     """How many (image, block) pairs one batch may hold within the memory budget, one pair's bytes,
-    and the output channels whose kernel spectrum is made and multiplied at a time.
+    the output channels whose kernel spectrum is made and multiplied at a time, and the input
+    channels transformed at a time (per group; all of them unless one block of every input channel
+    outweighs the budget).
 
     The kernel spectrum is made whole when it takes at most half the budget; else for chunks of
     output channels (whole groups, or part of one group, see :func:`_parts`) within a third of it,
@@ -236,8 +246,23 @@ def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int]:
         co = -(-(total // size) // parts) * size
     # one image's block: its input as the transform copies it, input spectrum and its transposed
     # copy, product spectrum and its copy, output block
-    unit = 2 * (c + co) * freqs * complex_item + (c + co) * points * ft.itemsize
-    return max(1, (budget - co * per_output) // max(unit, 1)), unit, co
+    per_in = 2 * freqs * complex_item + points * ft.itemsize
+    unit = (c + co) * per_in
+    if (cg == 1 and cog == 1) or budget - co * per_output >= unit:
+        return max(1, (budget - co * per_output) // max(unit, 1)), unit, co, cg
+    # one block of every input channel is too large (one or two images of many channels): a third
+    # each for the inputs, the outputs (their sum, product and its copy) and the kernel's chunk
+    per_out = 3 * freqs * complex_item + points * ft.itemsize
+    co = _even_part(cog, budget // 3 // per_out)
+    ci = _even_part(cg, min(budget // 3 // per_in, budget // 3 // (co * freqs * complex_item)))
+    unit = ci * per_in + co * per_out
+    return max(1, (budget - ci * co * freqs * complex_item) // unit), unit, co, ci
+
+
+def _even_part(total: int, most: int) -> int:
+    """The size of the fewest near-equal parts of ``total`` that are at most ``most`` (at least 1)."""
+    parts = -(-total // max(1, min(total, most)))
+    return -(-total // parts)
 
 
 # --------------------------------------------------------------------------- compute
@@ -323,7 +348,7 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
     workers = _threads.num_threads()
     nblk = tuple(-(-v // s) for v, s in zip(_valid_len(spec), step))
     ext = _ext_shape(spec, m, step)
-    units, unit, co = _batch(spec, m)
+    units, unit, co, ci = _batch(spec, m)
     rest, blocks_per_image = math.prod(nblk[1:]), math.prod(nblk)
     if units >= blocks_per_image:  # whole images per batch
         images, rows = min(n, units // blocks_per_image), nblk[0]
@@ -343,7 +368,7 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
     if not w_finite:
         wk = np.where(np.isfinite(wk), wk, 0)
     parts = _parts(spec, co)
-    whole = kernel_spectrum(wk, spec, m) if len(parts) == 1 else None  # (*F, G, Cg, Cog)
+    whole = kernel_spectrum(wk, spec, m) if len(parts) == 1 and ci == cg else None  # (*F, G, Cg, Cog)
     fshape = (*m[:-1], m[-1] if complex_ else m[-1] // 2 + 1)  # the kernel spectrum's frequencies
     nf = math.prod(fshape)
     plain = cg == 1 and cog == 1
@@ -356,6 +381,9 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
         chunk = view[i0:i0 + images, :, r0:r0 + rows]  # (n, C, b0, *nblk[1:], *M)
         ni, bshape = chunk.shape[0], chunk.shape[2:2 + nd]
         nb = math.prod(bshape)
+        if ci < cg:
+            _input_chunks(chunk, wk, out[i0:i0 + ni], spec, (m, step), parts, ci, r0)
+            continue
         if complex_:
             xf = sfft.fftn(chunk, axes=axes, workers=workers)
         else:
@@ -383,6 +411,40 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
     if finite and w_finite:
         return out
     return finite_fixup(out, pad(x, spec), np.asarray(w, dtype=spec.dtype), spec)
+
+
+def _input_chunks(chunk: np.ndarray, wk: np.ndarray, out: np.ndarray, spec: ConvSpec, choice: tuple, parts: list,
+                  ci: int, r0: int) -> None:
+    """The products of one batch of blocks ``chunk`` ``(n, C, *bshape, *M)`` with ``ci`` input channels
+    transformed at a time: for each range of output channels (within one group), the products of
+    every input chunk summed, then transformed back into ``out`` ``(n, C_out, *out)``."""
+    m, step = choice
+    nd, cg, cog = spec.nd, spec.w_shape[1], spec.out_shape[1] // spec.groups
+    axes, workers = tuple(range(-nd, 0)), _threads.num_threads()
+    ni, bshape = chunk.shape[0], chunk.shape[2:2 + nd]
+    nb = math.prod(bshape)
+    for o0, o1 in parts:
+        first = o0 // cog * cg  # the group's first input channel
+        total = None
+        for a0, a1 in _threads.split(0, cg, -(-cg // ci)):
+            src = chunk[:, first + a0:first + a1]
+            xf = sfft.fftn(src, axes=axes, workers=workers) if _fft_dtype(spec).kind == "c" else \
+                sfft.rfftn(src, axes=axes, workers=workers)  # (n, cc, *bshape, *F)
+            fshape = xf.shape[-nd:]
+            nf = math.prod(fshape)
+            xt = xf.reshape(ni, a1 - a0, nb, nf).transpose(3, 0, 2, 1).reshape(nf, ni * nb, a1 - a0)  # (F, n*B, cc)
+            del xf
+            wf = kernel_spectrum(wk[o0:o1, a0:a1], spec, m, 1).reshape(nf, a1 - a0, o1 - o0)  # (F, cc, co)
+            product = np.matmul(xt, wf)  # (F, n*B, co)
+            del xt, wf
+            if total is None:
+                total = product
+            else:
+                total += product
+            del product
+        yf = np.ascontiguousarray(total.reshape(nf, ni, nb, o1 - o0).transpose(1, 3, 2, 0))  # (n, co, B, F)
+        del total
+        _inverse(yf.reshape(ni, o1 - o0, *bshape, *fshape), out[:, o0:o1], spec, m, step, r0)
 
 
 def _parts(spec: ConvSpec, co: int) -> list[tuple[int, int]]:
