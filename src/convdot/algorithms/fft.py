@@ -344,8 +344,6 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
     cg, cog = spec.w_shape[1], c_out // g
     ft = _fft_dtype(spec)
     complex_ = ft.kind == "c"
-    axes = tuple(range(-nd, 0))
-    workers = _threads.num_threads()
     nblk = tuple(-(-v // s) for v, s in zip(_valid_len(spec), step))
     ext = _ext_shape(spec, m, step)
     units, unit, co, ci = _batch(spec, m)
@@ -384,10 +382,7 @@ def run_blocked(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tupl
         if ci < cg:
             _input_chunks(chunk, wk, out[i0:i0 + ni], spec, (m, step), parts, ci, r0)
             continue
-        if complex_:
-            xf = sfft.fftn(chunk, axes=axes, workers=workers)
-        else:
-            xf = sfft.rfftn(chunk, axes=axes, workers=workers)  # (n, C, *bshape, *F)
+        xf = _forward(chunk, spec)  # (n, C, *bshape, *F)
         if images >= n and rows >= nblk[0]:  # one batch: free the input before the products
             del chunk, view, xe
         xf = xf.reshape(ni, g, cg, nb, nf)  # (n, G, Cg, B, F)
@@ -420,16 +415,13 @@ def _input_chunks(chunk: np.ndarray, wk: np.ndarray, out: np.ndarray, spec: Conv
     every input chunk summed, then transformed back into ``out`` ``(n, C_out, *out)``."""
     m, step = choice
     nd, cg, cog = spec.nd, spec.w_shape[1], spec.out_shape[1] // spec.groups
-    axes, workers = tuple(range(-nd, 0)), _threads.num_threads()
     ni, bshape = chunk.shape[0], chunk.shape[2:2 + nd]
     nb = math.prod(bshape)
     for o0, o1 in parts:
         first = o0 // cog * cg  # the group's first input channel
         total = None
         for a0, a1 in _threads.split(0, cg, -(-cg // ci)):
-            src = chunk[:, first + a0:first + a1]
-            xf = sfft.fftn(src, axes=axes, workers=workers) if _fft_dtype(spec).kind == "c" else \
-                sfft.rfftn(src, axes=axes, workers=workers)  # (n, cc, *bshape, *F)
+            xf = _forward(chunk[:, first + a0:first + a1], spec)  # (n, cc, *bshape, *F)
             fshape = xf.shape[-nd:]
             nf = math.prod(fshape)
             xt = xf.reshape(ni, a1 - a0, nb, nf).transpose(3, 0, 2, 1).reshape(nf, ni * nb, a1 - a0)  # (F, n*B, cc)
@@ -464,6 +456,14 @@ def _chunk_groups(spec: ConvSpec, c0: int, c1: int) -> tuple[int, int, int]:
         return 0, 1, c1 - c0
     gk = max(1, (c1 - c0) // cog)
     return c0 // cog, gk, (c1 - c0) // gk
+
+
+def _forward(blocks: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The spectra of ``blocks`` ``(n, C, *bshape, *M)`` over their last ``nd`` axes (real transforms for real data)."""
+    axes = tuple(range(-spec.nd, 0))
+    if _fft_dtype(spec).kind == "c":
+        return sfft.fftn(blocks, axes=axes, workers=_threads.num_threads())
+    return sfft.rfftn(blocks, axes=axes, workers=_threads.num_threads())
 
 
 def _inverse(yf: np.ndarray, out: np.ndarray, spec: ConvSpec, m: tuple[int, ...], step: tuple[int, ...],
