@@ -20,7 +20,7 @@ import convdot
 from conftest import assert_close
 from convdot import _threads
 from convdot._spec import parse_conv
-from convdot.algorithms import fft, im2col, sliding
+from convdot.algorithms import _fft_streamed, fft, im2col, sliding
 from convdot.algorithms._common import JIT_ENV
 from strategies import conv_problems
 
@@ -275,6 +275,46 @@ def test_fft_blocks_match_reference(problem, data, padding_mode):
         _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
 
 
+@given(problem=conv_problems(dtypes=("float32", "float64", "complex128", "int16")), data=st.data(),
+       padding_mode=st.sampled_from(["zeros", "circular", "reflect"]))
+def test_fft_streamed_blocks_match_reference(problem, data, padding_mode):
+    """One channel pair per group (single-channel filters, depthwise layers): blocks streamed
+    through each thread, a few per work item or one, copied from ``x`` with the padding filled in
+    (or from the padded copy), NaN/inf included."""
+    x, w, _, kwargs = problem
+    c = x.shape[1]
+    w = np.resize(w, (c, 1, *w.shape[2:]))  # depthwise: groups = channels, one filter each
+    kwargs = {**kwargs, "groups": c}
+    if x.dtype.kind == "c":
+        x = x + 1j * np.roll(x, 1)
+    if x.dtype.kind == "i":
+        x, w = x // 256, w // 256  # small enough for an exactly rounded float64 transform
+    elif data.draw(st.booleans(), label="non-finite"):
+        x = x.copy()
+        x.flat[data.draw(st.integers(0, x.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf]))
+    if padding_mode != "zeros" and any(max(p) >= n for p, n in zip(kwargs["padding"], x.shape[2:])):
+        padding_mode = "zeros"
+    spec = _parsed(x, w, kwargs, padding_mode).spec
+    steps = tuple(s * data.draw(st.integers(1, 4)) for s in spec.stride)
+    m = tuple(st_ + sp - 1 + data.draw(st.integers(0, 3)) for st_, sp in zip(steps, fft.span(spec)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fft, "STREAM_MIN_POINTS", 0)
+        mp.setattr(_fft_streamed, "ITEM_POINTS", data.draw(st.integers(1, 256), label="points per item"))
+        assert fft.streamed(spec, m)
+        _check(lambda a, b, sp: fft.run_blocked(a, b, sp, (m, steps)), x, w, kwargs, padding_mode)
+
+
+def test_fft_streamed_raises_on_nan_when_asked(monkeypatch):
+    """``nonfinite="raise"`` (auto's deferred check) raises from the streamed path too."""
+    x = np.ones((1, 1, 40, 40))
+    x[0, 0, 39, 39] = np.nan
+    spec = _parsed(x, np.ones((1, 1, 5, 5)), {"padding": 2}).spec
+    monkeypatch.setattr(fft, "STREAM_MIN_POINTS", 0)
+    assert fft.streamed(spec, (16, 16))
+    with pytest.raises(convdot.algorithms.NonFiniteInput):
+        fft.run_blocked(x, np.ones((1, 1, 5, 5)), spec, ((16, 16), (12, 12)), nonfinite="raise")
+
+
 def test_fft_cost_counts_the_kernel_spectrum_made_in_chunks(monkeypatch):
     """With too little memory for the whole kernel spectrum, it is made per batch in chunks of output
     channels: the model counts those transforms and the chunks' small matrix products."""
@@ -513,6 +553,8 @@ def _peak(fn) -> int:
     ("sliding", (2, 64, 16, 16), (64, 16, 3, 3), {"padding": 1, "groups": 4}),
     ("sliding", (1, 1, 256, 256), (1, 1, 7, 7), {"padding": 3}),  # direct path
     ("fft", (1, 1, 512, 512), (1, 1, 15, 15), {"padding": 7}),  # overlap-save blocks
+    ("fft", (1, 1, 1024, 1024), (1, 1, 31, 31), {"padding": 15}),  # streamed blocks, no padded copy
+    ("fft", (2, 3, 256, 256), (3, 1, 25, 25), {"padding": 12, "groups": 3}),
     ("fft", (16, 8, 32, 32), (8, 8, 5, 5), {"padding": 2}),  # whole-array transforms in batches of images
     # kernel spectra 2.8x and 40x input + output: made a chunk of output channels at a time
     ("fft", (4, 16, 32, 32), (16, 16, 5, 5), {"padding": 2}),
