@@ -33,27 +33,30 @@ from .algorithms import ALGORITHMS
 #: CPU; ``fft`` flop/s of ``scipy.fft`` (5 n log2 n per complex transform of n points); ``numpy``
 #: bytes/s an element-wise NumPy pass or copy moves; ``jit`` bytes/s the compiled Winograd
 #: transforms read plus write using every CPU; ``direct`` work/s of the compiled direct kernel
-#: (multiply-adds plus its per-row-pass cost, :func:`convdot.algorithms.sliding.jit_work`; 8.8e10 fitted
-#: on 2048x2048 float64 filters, k = 3..31, 2026-11-24); ``int`` integer multiply-adds/s of NumPy's
-#: non-BLAS loops; ``calls`` Python-level NumPy
-#: calls per second; ``dram`` bytes/s read from main memory (weights, cold in a network's forward pass);
+#: (multiply-adds plus its per-row-pass cost, :func:`convdot.algorithms.sliding.jit_work`; fitted on
+#: 2048x2048 float64 filters, k = 5..31); ``int`` integer multiply-adds/s of NumPy's non-BLAS loops;
+#: ``calls`` Python-level NumPy calls per second; ``dram`` bytes/s read from main memory (weights,
+#: cold in a network's forward pass);
 #: ``cgemm`` real flop/s of the FFT's per-frequency complex channel products (batches of small
 #: matrices, a few rows each: far below a large GEMM; 1.5e10 is what resnet-3x3-56 ran at).
 #: ``dram`` is from the 2026-12-01 machine (an Intel Xeon KVM guest, 2 vCPUs, where the bench runs):
 #: 8.2-8.6e9 in six runs of ``measure_rates``, against 1.4e10 on the first; with 1.4e10 the planner
 #: chose Winograd for an N8 C512 7x7 layer, which re-reads its 37.7 MB transformed weight per chunk
-#: (23.5 ms, against im2col's 15.5). Its other rates measured there are not taken: a ``direct`` of
-#: 0.5x would move filter-k15 to the FFT, which ran it 1.4-1.6x slower than the direct kernel (runs 13-15).
+#: (23.5 ms, against im2col's 15.5). ``direct`` is fitted there too: 6.0e10, as that machine ran the
+#: filters k = 5..31 1.41-1.60x slower than the first's 8.8e10 said; the FFT, streaming its blocks
+#: since 2026-12-01, runs filter-k15 there 1.26x faster than the direct kernel (52 ms against 66), so
+#: the planner must see the direct kernel's true time. Its other rates measured there are not taken.
 MACHINE: dict[str, Any] = {
-    "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2 (dram: Intel Xeon KVM guest, 2 vCPUs, AVX-512); "
+    "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2 (dram, direct: Intel Xeon KVM guest, 2 vCPUs, AVX-512); "
                "NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
-    "measured": "2026-11-24 (dram 2026-12-01) by convdot.tuning.measure_rates, best of several runs (shared machines)",
+    "measured": "2026-11-24 (dram, direct 2026-12-01) by convdot.tuning.measure_rates, best of several runs "
+                "(shared machines)",
     "rates": {
         "gemm": 1.8e11,
         "fft": 3.0e10,
         "numpy": 2.8e10,
         "jit": 1.2e10,
-        "direct": 8.8e10,
+        "direct": 6.0e10,
         "int": 7.9e8,
         "calls": 7.9e5,
         "dram": 8.3e9,
