@@ -500,6 +500,8 @@ def test_plan_says_how_im2col_builds_its_columns():
     images, rows = im2col.column_block(_parsed(x, w, {"stride": 2, "padding": 3}).spec, 2)
     assert images == 1 and rows < 112
     assert f"compiled column gather, blocks of {rows} output rows, taken by the threads in turn" in text
+    pointwise = str(convdot.plan(np.zeros((8, 256, 56, 56), np.float32), np.zeros((64, 256, 1, 1), np.float32)))
+    assert "im2col (1x1 kernel: one GEMM on x itself, no columns" in pointwise and "column gather" not in pointwise
 
 
 @given(problem=conv_problems(), data=st.data())

@@ -408,7 +408,11 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
     im2col, ours = ALGORITHMS["im2col"], method == "im2col" and spec is not None
     fast = ours and im2col.compiled(spec)
     by_channels = ours and im2col.channel_block(spec, params.get("threads") if fast else 1)
-    if by_channels:
+    if ours and im2col.is_pointwise(spec):
+        strided = any(s != 1 for s in spec.stride)
+        parts.append("1x1 kernel: " + ("each block of images subsampled, then one GEMM" if strided
+                                       else "one GEMM on x itself, no columns"))
+    elif by_channels:
         channels, outputs = by_channels
         each = "" if outputs == spec.out_shape[1] else f", {outputs} output channels per GEMM"
         parts.append(f"{'compiled ' if fast else ''}column gather, blocks of {channels} input channels "
