@@ -247,6 +247,12 @@ def _keep(block: np.ndarray) -> None:
             _pool_held[0] += block.nbytes
 
 
+def even_part(total: int, most: int) -> int:
+    """The size of the fewest near-equal parts of ``total`` that are at most ``most`` (at least 1)."""
+    parts = -(-total // max(1, min(total, most)))
+    return -(-total // parts)
+
+
 def clear_pool() -> None:
     """Let go of every kept output block."""
     with _pool_lock:

@@ -49,7 +49,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
 from . import _fft_streamed
-from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, output_array, pad, scratch_budget
+from ._common import (
+    NonFiniteInput,
+    array_bytes,
+    ensure_memory,
+    even_part,
+    finite_fixup,
+    output_array,
+    pad,
+    scratch_budget,
+)
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -277,16 +286,10 @@ def _batch(spec: ConvSpec, m: tuple[int, ...]) -> tuple[int, int, int, int]:
     # one block of every input channel is too large (one or two images of many channels): a third
     # each for the inputs, the outputs (their sum, product and its copy) and the kernel's chunk
     per_out = 3 * freqs * complex_item + points * ft.itemsize
-    co = _even_part(cog, budget // 3 // per_out)
-    ci = _even_part(cg, min(budget // 3 // per_in, budget // 3 // (co * freqs * complex_item)))
+    co = even_part(cog, budget // 3 // per_out)
+    ci = even_part(cg, min(budget // 3 // per_in, budget // 3 // (co * freqs * complex_item)))
     unit = ci * per_in + co * per_out
     return max(1, (budget - ci * co * freqs * complex_item) // unit), unit, co, ci
-
-
-def _even_part(total: int, most: int) -> int:
-    """The size of the fewest near-equal parts of ``total`` that are at most ``most`` (at least 1)."""
-    parts = -(-total // max(1, min(total, most)))
-    return -(-total // parts)
 
 
 # --------------------------------------------------------------------------- compute
