@@ -18,13 +18,14 @@ fftconvolve took 270 ms beside them); the same with float32, stride 2, or 'refle
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import scipy.fft as sfft
 
 from .. import _threads
 from .._spec import PAD_MODES, ConvSpec
-from ._common import NonFiniteInput, ensure_memory, finite_fixup, output_array, pad
+from ._common import NonFiniteInput, array_bytes, ensure_memory, finite_fixup, output_array, pad
 
 #: Transform points per work item: small blocks are transformed a few at a time, so each call does
 #: enough work to hide its Python overhead while the item (about 32 bytes a point) stays in L2.
@@ -57,11 +58,7 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tuple[int, .
     fshape = spectra.shape[:nd]
     kf = np.ascontiguousarray(spectra.reshape(-1, g).T).reshape(g, *fshape)  # (G, *F): channel j's is kf[j]
     del spectra
-    if PAD_MODES[spec.padding_mode] == "constant":  # copy blocks from x, filling in the padding
-        src, lows, fill = x, tuple(lo for lo, _ in spec.pads), spec.fillvalue
-    else:  # reflections and wraps: from the padded copy
-        src, lows, fill = pad(x, spec), (0,) * nd, 0
-    sizes = src.shape[2:]
+    constant = PAD_MODES[spec.padding_mode] == "constant"
     nblk = tuple(-(-v // s) for v, s in zip(_valid_len(spec), step))
     per_image = math.prod(nblk)
     units = n * c * per_image
@@ -70,7 +67,13 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tuple[int, .
     threads = min(_threads.num_threads(), items)
     keep = tuple(lst // s for lst, s in zip(step, spec.stride))  # outputs per block per axis
     item_bytes = per * math.prod(m) * ft.itemsize * (2 if complex_ else 3)  # the blocks, their spectra, outputs
-    ensure_memory(spec, math.prod(spec.out_shape) * spec.dtype.itemsize + item_bytes * threads, "fft")
+    copy = 0 if constant else array_bytes((n, c, *spec.padded_shape), spec.dtype)  # the padded copy
+    ensure_memory(spec, copy + array_bytes(spec.out_shape, spec.dtype) + item_bytes * threads, "fft")
+    if constant:  # copy blocks from x, filling in the padding
+        src, lows, fill = x, tuple(lo for lo, _ in spec.pads), spec.fillvalue
+    else:  # reflections and wraps: from the padded copy
+        src, lows, fill = pad(x, spec), (0,) * nd, 0
+    sizes = src.shape[2:]
     out = output_array(spec.out_shape, spec.dtype)
     check = ft.kind in "fc" and src.dtype.kind in "fc"
     found: list[bool] = []  # NaN/inf met in some block
@@ -102,7 +105,7 @@ def run(x: np.ndarray, w: np.ndarray, spec: ConvSpec, choice: tuple[tuple[int, .
         block = y[tuple(part)]
         out[tuple(dst)] = np.rint(block) if spec.dtype.kind == "i" else block
 
-    def work(t: int, take) -> None:
+    def work(t: int, take: Callable[[], int]) -> None:
         buf = np.empty((per, *m), dtype=ft)
         axes = tuple(range(1, 1 + nd))
         while (j := take()) < items and not (found and nonfinite == "raise"):
