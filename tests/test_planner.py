@@ -74,6 +74,8 @@ def test_large_kernel_goes_to_fft_and_resnet_layer_to_winograd():
     m, step = ALGORITHMS["fft"].blocks(big.spec)
     per_image = math.prod(-(-512 // s) for s in step)
     assert f"overlap-save blocks of {m[0]}x{m[1]} points, {per_image} per image" in str(big)
+    assert ALGORITHMS["fft"].streamed(big.spec, m)  # one channel: blocks streamed, no padded copy
+    assert "streamed through each thread's cache" in str(big) and "no padded copy" in str(big)
     # many channels on small images: the kernel spectrum is made a chunk of output channels at a time
     chunked = convdot.plan(np.ones((4, 16, 32, 32)), np.random.default_rng(1).standard_normal((16, 16, 5, 5)),
                            padding=2)

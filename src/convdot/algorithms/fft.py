@@ -207,6 +207,10 @@ def describe(spec: ConvSpec) -> str:
     points = "x".join(str(n) for n in m)
     text = (f"whole-array transforms of {points} points" if nblocks == 1
             else f"overlap-save blocks of {points} points, {nblocks} per image")
+    if streamed(spec, m):
+        per = _fft_streamed.per_item(m)
+        text += f", streamed through each thread's cache {per} block{'s' if per != 1 else ''} at a time"
+        return text + (" (no padded copy of the input)" if PAD_MODES[spec.padding_mode] == "constant" else "")
     text += f", {units} block{'s' if units != 1 else ''} per batch"
     if co < spec.out_shape[1]:
         text += f", kernel spectrum in chunks of {co} output channel{'s' if co != 1 else ''} made for each batch"
