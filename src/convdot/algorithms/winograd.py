@@ -466,6 +466,8 @@ def _padding_margins(out: np.ndarray, x: np.ndarray, w: np.ndarray, spec: ConvSp
     """
     if PAD_MODES[spec.padding_mode] != "constant" or spec.fillvalue != 0:
         return out
+    if all(-(-p // d) <= (k - 1) // 2 for pads, k, d in zip(spec.pads, spec.kernel, spec.dilation) for p in pads):
+        return out  # no window reaches further into the padding than 'same' does (checked per output below)
     margins = []
     for n, (lo, _), k, d, size in zip(spec.x_shape[2:], spec.pads, spec.kernel, spec.dilation, out.shape[2:]):
         i = np.arange(size)  # stride 1: output i's window starts at padded position i
