@@ -262,6 +262,16 @@ def test_channels_last_kernels_place_non_finite_values(bad, rng):
     np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
     with np.errstate(invalid="ignore"):
         assert_close(out, ref, _scale(np.nan_to_num(x, posinf=0), w, padding=1))
+    # a weight edited in place after its transform was cached (finite): the entry made anew says it
+    # is not, with x finite too, and the compiled path hands over to the direct sums (or raises)
+    x[1, 7, 4, 9] = 0
+    w[5, 3, 0, 2] = bad
+    out = winograd.run(x, w, spec, tile=4, backend="jit", block=1, threads=2)
+    ref = convdot.conv(x, w, padding=1, method="reference")
+    assert not np.isfinite(ref).all()
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
+    with pytest.raises(convdot.algorithms.NonFiniteInput):
+        winograd.run(x, w, spec, tile=4, backend="jit", block=1, threads=2, nonfinite="raise")
 
 
 def test_channels_last_only_with_many_channels_and_no_groups():
