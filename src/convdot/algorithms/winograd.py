@@ -56,7 +56,6 @@ from ._common import (
     NonFiniteInput,
     array_bytes,
     ensure_memory,
-    even_part,
     finite_fixup,
     jit_available,
     output_array,
@@ -318,12 +317,10 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     """Images per block, or ``-tile_rows`` when one image is too large, within the memory budget.
 
     The channels-last kernels take ``-tile_rows`` per chunk of each thread (:func:`_run_fused`):
-    as many rows as fit in :data:`FUSED_BYTES` and in the thread's share of the budget. Chunks the
-    threads share (:func:`shares_chunks`) are as few as the budget allows and of even size: each
-    reads all of ``U``, and a short last chunk multiplied few tiles per read. Against the largest
-    chunks that fit (interleaved, medians of paired ratios): resnet-3x3-14 16 + 16 rows instead of
-    21 + 11, 1.44x faster; N16 C256 14x14 1.19x, N8 C384 14x14 1.11x, N8 C512 14x14 1.07x,
-    N4 C256 28x28 (14 + 14 instead of 24 + 4) 1.33x.
+    as many rows as fit in :data:`FUSED_BYTES` and in the thread's share of the budget. (Chunks the
+    threads share, :func:`shares_chunks`, of even size instead, 16 + 16 rows on resnet-3x3-14 rather
+    than 21 + 11, measured 0.95-1.02x in shuffled A/B runs, each call after a torch call or after
+    itself: no change.)
 
     A block's scratch stays below :data:`BLOCK_BYTES` and below what the whole call may use
     besides its output: ``2 * (input + output)`` in all (:func:`~convdot.algorithms._common.scratch_budget`),
@@ -340,8 +337,7 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
         per_row, fixed = _fused_bytes(spec, threads)
         if shares_chunks(spec):  # one chunk at a time, shared by the threads
             share = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy))) - fixed * max(1, threads)
-            rows = spec.out_shape[0] * tile_grid(spec, m)[0]
-            return -even_part(rows, max(1, share // per_row))
+            return -int(max(1, share // per_row))
         share = int(0.9 * scratch_budget(spec, copy)) // max(1, threads) - fixed  # every thread its own chunk
         return -int(max(1, min(FUSED_BYTES, share) // per_row))
     # 10% kept back for the small arrays around the blocks
