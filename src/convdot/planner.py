@@ -205,7 +205,7 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
     nblocks = len(winograd.blocks(spec, m, params.get("block", 1)))
     fused = params.get("backend") == "jit" and winograd.channels_last(spec, m)
     if fused:  # every chunk reads it: the threads' own chunks, or the shared ones whose points they split
-        threads = 1 if winograd.shares_chunks(spec) else max(1, params.get("threads", 1))
+        threads = 1 if winograd.shares_chunks(spec, m) else max(1, params.get("threads", 1))
         rows = -(-n * winograd.tile_grid(spec, m)[0] // threads)
         nblocks = threads * -(-rows // winograd.chunk_rows(spec, m, params.get("block", 1)))
     counts["dram"] = float(points * c_out * cg * item * nblocks)
@@ -213,7 +213,7 @@ def counts_winograd(spec: ConvSpec, params: dict) -> dict[str, float]:
         counts["numpy"] = counts.get("numpy", 0.0) + 2.0 * _io_bytes(spec)
     if fused:  # the transformed tiles and products stay in the thread's cache
         counts["jit"] = _io_bytes(spec)
-        counts["calls"] = 20.0 * nblocks
+        counts["calls"] = (20.0 + points) * nblocks  # and a GEMM call per transform point
         # a GEMM of few tiles (rows) or channels runs below the GEMM rate (see NARROW_GEMM)
         tiles_per_chunk = winograd.chunk_rows(spec, m, params.get("block", 1)) * winograd.tile_grid(spec, m)[1]
         if "gemm" in counts:
@@ -270,7 +270,7 @@ def options(method: str, spec: ConvSpec, threads: int) -> list[dict[str, Any]]:
     from .algorithms import winograd
 
     return [{"tile": m, "block": winograd.default_block(spec, m, b, threads), "threads": threads, "backend": b}
-            for m in winograd.tiles_for(spec) for b in winograd.backends_for(spec, auto=True)]
+            for m in winograd.tiles_for(spec) for b in winograd.backends_for(spec, m, auto=True)]
 
 
 def rates(data: dict[str, Any] | None = None) -> dict[str, float]:
@@ -335,7 +335,8 @@ def _valid(method: str, spec: ConvSpec, params: dict) -> bool:
         return True
     from .algorithms import winograd
 
-    return params.get("tile") in winograd.tiles_for(spec) and params.get("backend") in winograd.backends_for(spec) \
+    tile = params.get("tile")
+    return tile in winograd.tiles_for(spec) and params.get("backend") in winograd.backends_for(spec, tile) \
         and isinstance(params.get("block"), int) and params["block"] != 0
 
 
@@ -429,11 +430,12 @@ def _describe(params: dict, spec: ConvSpec | None = None, method: str | None = N
         and ALGORITHMS["winograd"].channels_last(spec, params["tile"])
     if chunks:
         b = params.get("block", 1)
-        rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{-b} tile row{'s' if b != -1 else ''}"
         wg = ALGORITHMS["winograd"]
+        r = wg.chunk_rows(spec, params["tile"], b)  # at most all the tile rows there are
+        rows = f"{b} image{'s' if b != 1 else ''}" if b > 0 else f"{r} tile row{'s' if r != 1 else ''}"
         share = ("shared by the threads, which take its transform points in turn"
-                 + (", products written over the transformed input" if wg.in_place(spec) else "")
-                 if wg.shares_chunks(spec) else "taken by the threads in turn")
+                 + (", products written over the transformed input" if wg.in_place(spec, params["tile"]) else "")
+                 if wg.shares_chunks(spec, params["tile"]) else "taken by the threads in turn")
         parts.append(f"channels-last, chunks of {rows} ({share})")
     elif "block" in params:
         b = params["block"]

@@ -1,4 +1,4 @@
-"""Winograd minimal filtering: F(2,3) and F(4,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
+"""Winograd minimal filtering: F(2,3), F(4,3) and F(5,3) for 3-tap (3x3, 3x3x3) stride-1 kernels.
 
 (Kernels of 1 or 2 taps on an axis are zero-extended to 3, see :func:`three_taps`; a dilated
 kernel is split into one undilated problem per dilation phase, see :func:`dilation_phases`; the
@@ -15,11 +15,14 @@ outputs). Because the transforms are linear, the sum over input channels moves i
 ``U[p] = G g G^T`` per filter and ``V[p] = B^T d B`` per input tile, every transform point ``p`` is
 one matrix multiply ``M[p] = U[p] @ V[p]`` of shape ``(C_out, C_in) @ (C_in, tiles)``, and
 ``out = A^T M A`` per tile. F(2,3) does 2.25x fewer multiplications than the direct sum in 2-D,
-F(4,3) 4x.
+F(4,3) 4x, F(5,3) 4.6x. F(5,3) pays where F(4,3)'s tiles overhang the output: on a 14x14 layer
+it computes 441 products per channel pair (3x3 tiles of 49), F(4,3) 576 (4x4 tiles of 36); and
+its transformed tiles are fewer, so the whole batch of resnet-3x3-14 is one chunk within the memory
+bound, which reads the transformed kernel once (:func:`default_block`).
 
 Two back ends compute the same thing: compiled kernels (numba, the ``convdot[fast]`` extra; 2-D
-float32/float64) that read the input once and write the transformed tiles once, and a pure NumPy
-path for every dtype and rank. The transformed kernel ``U`` is cached per weight array.
+float32/float64; F(5,3) channels-last only, :data:`CL_TILES`) that read the input once and write
+the transformed tiles once, and a pure NumPy path for every dtype and rank. The transformed kernel ``U`` is cached per weight array.
 
 Rounding: the transforms amplify rounding error (entries of ``B^T`` and ``A^T`` up to 5 and 8).
 Measured in float32 against a float64 oracle on standard-normal data (4 images of 24x24, 8 filters,
@@ -29,13 +32,15 @@ the float32 tolerance ``rtol = 1e-5`` in ``tests/conftest.py``::
     C_in per group      1       2       4       8       16      64      256
     F(2,3)           6.8e-7  3.4e-7  2.1e-7  1.6e-7  1.1e-7  8.4e-8  7.7e-8
     F(4,3)           1.9e-5  1.0e-5  4.9e-6  3.7e-6  3.2e-6  2.2e-6  3.3e-6
+    F(5,3)           1.5e-5  1.4e-5  4.8e-6  3.7e-6  2.7e-6  2.3e-6  2.7e-6
     direct (im2col)  1.8e-7  2.0e-7  2.2e-7  2.3e-7  1.5e-7  9.4e-8  3.8e-8
 
-F(2,3) is as accurate as the direct sum; F(4,3) breaks the tolerance with one or two input
-channels (the error of a whole 6x6 tile lands on outputs whose own scale is small). So float32 and
-complex64 use F(4,3) only from :data:`F43_MIN_CHANNELS` = 8 input channels per group (a 2.7x
-margin); float64 errors are these times about 2e-9, far inside its tolerance, so float64 may
-always use F(4,3).
+(F(5,3) from 16 channels with 16 filters, its compiled kernels' least; the NumPy path's error is
+the same.) F(2,3) is as accurate as the direct sum; F(4,3) and F(5,3) break the tolerance with one
+or two input channels (the error of a whole tile lands on outputs whose own scale is small). So
+float32 and complex64 use them only from :data:`F43_MIN_CHANNELS` = 8 input channels per group (a
+2.7x margin); float64 errors are these times about 2e-9, far inside its tolerance, so float64 may
+always use them.
 """
 
 from __future__ import annotations
@@ -64,8 +69,10 @@ from ._common import (
     scratch_budget,
 )
 
-#: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)) and 0, 1, -1, 2, -2 (F(4,3)),
-#: plus the point at infinity.
+#: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)), 0, 1, -1, 2, -2 (F(4,3)) and
+#: 0, 1, -1, 2, -2, 1/2 (F(5,3)), plus the point at infinity. F(5,3)'s come from the Toom-Cook
+#: construction (``A^T`` evaluates the output polynomial, ``B^T`` is the inverse transpose of the
+#: full evaluation matrix), each row of ``B^T`` scaled to small integers and ``G`` by the inverse.
 TRANSFORMS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
     2: (np.array([[1, 1, 1, 0],
                   [0, 1, -1, -1]], dtype=float),
@@ -93,17 +100,40 @@ TRANSFORMS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
                   [0, -2, -1, 2, 1, 0],
                   [0, 2, -1, -2, 1, 0],
                   [0, 4, 0, -5, 0, 1]], dtype=float)),
+    5: (np.array([[1, 1, 1, 1, 1, 1, 0],
+                  [0, 1, -1, 2, -2, 1 / 2, 0],
+                  [0, 1, 1, 4, 4, 1 / 4, 0],
+                  [0, 1, -1, 8, -8, 1 / 8, 0],
+                  [0, 1, 1, 16, 16, 1 / 16, 1]]),
+        np.array([[1 / 4, 0, 0],
+                  [1 / 6, 1 / 6, 1 / 6],
+                  [1 / 18, -1 / 18, 1 / 18],
+                  [1 / 72, 1 / 36, 1 / 18],
+                  [1 / 120, -1 / 60, 1 / 30],
+                  [32 / 45, 16 / 45, 8 / 45],
+                  [0, 0, 1 / 2]]),
+        np.array([[4, -8, -5, 10, 1, -2, 0],
+                  [0, -4, 4, 9, -1, -2, 0],
+                  [0, -4, 12, -7, -3, 2, 0],
+                  [0, 2, -3, -4, 3, 2, 0],
+                  [0, 2, -5, 0, 5, -2, 0],
+                  [0, 4, 0, -5, 0, 1, 0],
+                  [0, -4, 8, 5, -10, -1, 2]], dtype=float)),
 }
 
 #: Output tile sizes, smallest first.
-TILES: tuple[int, ...] = (2, 4)
+TILES: tuple[int, ...] = (2, 4, 5)
 
-#: float32/complex64 take F(4,3) only with at least this many input channels per group (see above).
+#: float32/complex64 take F(4,3) and F(5,3) only with at least this many input channels per group (see above).
 F43_MIN_CHANNELS = 8
 
-#: The compiled F(4,3) kernels run channels-last (see :mod:`convdot.algorithms._winograd_jit`) from
-#: this many input and output channels, without groups; below, the transforms vectorize along tiles.
+#: The compiled F(4,3) and F(5,3) kernels run channels-last (see :mod:`convdot.algorithms._winograd_jit`)
+#: from this many input and output channels, without groups; below, the F(2,3) and F(4,3) transforms
+#: vectorize along tiles (F(5,3) has only the channels-last kernels).
 CHANNELS_LAST_MIN = 16
+
+#: Tile sizes with channels-last compiled kernels (:func:`_cl_kernels`).
+CL_TILES: tuple[int, ...] = (4, 5)
 
 #: The planner offers the compiled kernels from this many multiply-adds of the direct sum: below,
 #: importing numba (about 0.3 s, once per process) costs more than the kernels save.
@@ -147,20 +177,24 @@ def tiles_for(spec: ConvSpec) -> tuple[int, ...]:
 
 
 
-def backends_for(spec: ConvSpec, *, auto: bool = False) -> tuple[str, ...]:
-    """Back ends able to run ``spec``: "numpy" always, "jit" for 2-D real floating point.
+def backends_for(spec: ConvSpec, tile: int, *, auto: bool = False) -> tuple[str, ...]:
+    """Back ends able to run ``spec`` with F(``tile``,3): "numpy" always, "jit" for 2-D real floating
+    point (F(5,3) only channels-last, :func:`channels_last`).
 
     With ``auto``, the ones worth choosing: "jit" only from :data:`JIT_MIN_MACS` multiply-adds.
     """
-    if spec.nd == 2 and spec.dtype in (np.float32, np.float64) and jit_available():
+    if spec.nd == 2 and spec.dtype in (np.float32, np.float64) and jit_available() \
+            and (tile != 5 or channels_last(spec, tile)):
         if not auto or spec.macs >= JIT_MIN_MACS:
             return ("numpy", "jit")
     return ("numpy",)
 
 
 def channels_last(spec: ConvSpec, m: int) -> bool:
-    """True when the compiled kernels run ``spec`` with tile ``m`` channels-last (F(4,3), no groups, many channels)."""
-    return m == 4 and spec.nd == 2 and spec.groups == 1 and min(spec.x_shape[1], spec.out_shape[1]) >= CHANNELS_LAST_MIN
+    """True when the compiled kernels run ``spec`` with tile ``m`` channels-last (F(4,3) or F(5,3),
+    no groups, many channels)."""
+    return m in CL_TILES and spec.nd == 2 and spec.groups == 1 \
+        and min(spec.x_shape[1], spec.out_shape[1]) >= CHANNELS_LAST_MIN
 
 
 def tile_grid(spec: ConvSpec, m: int) -> tuple[int, ...]:
@@ -334,9 +368,11 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
         whole = 0 if PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0 else padded
         copy += whole + (padded + array_bytes(spec.out_shape, spec.dtype)) // int(np.prod(spec.dilation))
     if backend == "jit" and channels_last(spec, m):  # tile rows per chunk
-        per_row, fixed = _fused_bytes(spec, threads)
-        if shares_chunks(spec):  # one chunk at a time, shared by the threads
-            share = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy))) - fixed * max(1, threads)
+        per_row, fixed = _fused_bytes(spec, m, threads)
+        if shares_chunks(spec, m):  # one chunk at a time, shared by the threads
+            # all of the budget, its kernels' scratch counted: every chunk streams all of U, which
+            # bounds these GEMMs (resnet-3x3-14, F(5,3): one chunk of 24 rows 5.8 ms, 22 + 2 rows 7.9)
+            share = min(BLOCK_BYTES, scratch_budget(spec, copy)) - fixed * max(1, threads)
             return -int(max(1, share // per_row))
         share = int(0.9 * scratch_budget(spec, copy)) // max(1, threads) - fixed  # every thread its own chunk
         return -int(max(1, min(FUSED_BYTES, share) // per_row))
@@ -350,21 +386,22 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     return -int(max(1, budget // max(per_row, 1)))
 
 
-def shares_chunks(spec: ConvSpec) -> bool:
+def shares_chunks(spec: ConvSpec, m: int) -> bool:
     """True when the channels-last threads share each chunk (:func:`_run_shared`), taking its
     transform points in turn, instead of taking whole chunks in turn.
 
-    That is when the transformed kernel ``U`` (36 x C_in x C_out) exceeds :data:`SPLIT_U_BYTES`:
+    That is when the transformed kernel ``U`` (``(m+2)**2 x C_in x C_out``) exceeds :data:`SPLIT_U_BYTES`:
     every chunk reads all of ``U``, and with a chunk per thread each thread reads it. Measured with a
     chunk per thread and shared (then split by output channels): resnet-3x3-14 (9.4 MB) 0.81x and
     0.84x torch, an N1 C512 14x14 layer (37.7 MB) 0.55x and 1.35x.
     """
-    return 36 * spec.x_shape[1] * spec.out_shape[1] // spec.groups * spec.dtype.itemsize > SPLIT_U_BYTES
+    points = (m + 2) ** 2
+    return points * spec.x_shape[1] * spec.out_shape[1] // spec.groups * spec.dtype.itemsize > SPLIT_U_BYTES
 
 
-def in_place(spec: ConvSpec) -> bool:
+def in_place(spec: ConvSpec, m: int) -> bool:
     """True when the shared chunks write the products ``M[p]`` over ``V[p]``: as many output channels as input."""
-    return shares_chunks(spec) and spec.x_shape[1] == spec.out_shape[1]
+    return shares_chunks(spec, m) and spec.x_shape[1] == spec.out_shape[1]
 
 
 def chunk_rows(spec: ConvSpec, m: int, block: int) -> int:
@@ -385,18 +422,20 @@ def tile_cols(spec: ConvSpec, m: int) -> tuple[int, int, int]:
     return dw * twp, dw, twp
 
 
-def _fused_bytes(spec: ConvSpec, threads: int = 1) -> tuple[int, int]:
+def _fused_bytes(spec: ConvSpec, m: int, threads: int = 1) -> tuple[int, int]:
     """Bytes per tile row of a chunk (``V`` and ``M``), and its kernels' fixed scratch, channels-last.
 
-    With a column dilation ``d`` a row holds ``d`` column phases of ``ceil(ceil(OW/d)/4)`` tiles each.
+    With a column dilation ``d`` a row holds ``d`` column phases of ``ceil(ceil(OW/d)/m)`` tiles each.
     When :func:`in_place`, a row holds ``V`` and, per thread, one point's products.
     """
-    tw, d, _ = tile_cols(spec, 4)
+    tw, d, _ = tile_cols(spec, m)
+    a, points = m + 2, (m + 2) ** 2
     c_in, c_out, item = spec.x_shape[1], spec.out_shape[1], spec.dtype.itemsize
-    fixed = (2 * 6 * d * (4 * tw // d + 2) * c_in + (4 + 6) * 4 * tw * c_out) * item  # T, R; Y, S
-    if in_place(spec):
-        return (36 * c_in + max(1, threads) * c_out) * tw * item, fixed
-    return 36 * (c_in + c_out) * tw * item, fixed
+    # the input kernel's T and R, or the output kernel's Y and S: a thread runs one kernel at a time
+    fixed = max(2 * a * d * (m * tw // d + 2) * c_in, (m + a) * m * tw * c_out) * item
+    if in_place(spec, m):
+        return (points * c_in + max(1, threads) * c_out) * tw * item, fixed
+    return points * (c_in + c_out) * tw * item, fixed
 
 
 # --------------------------------------------------------------------------- run
@@ -618,7 +657,7 @@ def _fusable_phases(x: np.ndarray, out: np.ndarray, phases: list, params: Params
     each phase read from ``x`` itself (zero padding), a chunk per thread, ``x`` and ``out``
     C-contiguous in the compute dtype (else the phases run one by one on strided views)."""
     return (params.tile == 4 and all(src is not None for _, src, _ in phases)
-            and all(channels_last(sub, 4) and not shares_chunks(sub) and sub.kernel == (3, 3) for _, _, sub in phases)
+            and all(channels_last(sub, 4) and not shares_chunks(sub, 4) and sub.kernel == (3, 3) for _, _, sub in phases)
             and x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype)
 
 
@@ -628,8 +667,6 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
     The kernels take each phase's rows as a first row and a step (measured on the dilated layer's
     kernels, one thread: 3.5 ms instead of 7.6 ms for a phase's input transform through a strided
     view, 1.6 ms instead of 2.4 ms for its output transform)."""
-    from . import _winograd_jit as jit
-
     sub = phases[0][2]
     parts = []
     for sel, src, ph in phases:
@@ -641,7 +678,7 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
     if ut is None:  # the weight holds NaN or inf
         return None
     ut = ut[:, 0]
-    return out if _fused(parts, ut, jit.constants(sub.dtype), sub, params, tile_cols(sub, 4)) else None
+    return out if _fused(parts, ut, sub, params, tile_cols(sub, 4)) else None
 
 
 def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
@@ -655,9 +692,9 @@ def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
         threads = chosen.get("threads") if threads is None else threads
     if tile not in tiles_for(spec):
         raise ValueError(f"{spec.func}: winograd tile must be one of {tiles_for(spec)} for this problem, got {tile!r}")
-    if backend not in backends_for(spec):
-        raise ValueError(f"{spec.func}: winograd backend must be one of {backends_for(spec)} for this problem, "
-                         f"got {backend!r}")
+    if backend not in backends_for(spec, tile):
+        raise ValueError(f"{spec.func}: winograd backend must be one of {backends_for(spec, tile)} for this problem "
+                         f"with tile {tile}, got {backend!r}")
     return Params(int(tile), int(block), _threads.num_threads(threads, func=spec.func), backend)
 
 
@@ -727,11 +764,11 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     u = kernel_transform(w, m, dt, g, transposed=cl, finite=True)  # (P, G, Cog, Cg), or (P, G, Cg, Cog) channels-last
     if u is None:  # the weight holds NaN or inf
         return None
-    k = jit.constants(dt)
-    to_v, from_m = jit.KERNELS[m]
     tw, dw, twp = tile_cols(spec, m)
     if cl:
-        return _run_fused(xs, u[:, 0], k, out, spec, params, pt, pl, (tw, dw, twp))
+        return _run_fused(xs, u[:, 0], out, spec, params, pt, pl, (tw, dw, twp))
+    k = jit.constants(dt)
+    to_v, from_m = jit.KERNELS[m]
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
     jobs = blocks(spec, m, params.block)
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
@@ -776,8 +813,21 @@ def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, p
     return out
 
 
-def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
-    """The channels-last F(4,3) path: each thread transforms, multiplies and transforms back its chunks.
+def _cl_kernels(m: int, dtype: np.dtype) -> tuple[Callable, Callable, np.ndarray, np.ndarray]:
+    """The channels-last kernels of F(``m``,3), input and output transform, and the constants each takes."""
+    if m == 4:
+        from . import _winograd_jit as jit
+
+        k = jit.constants(dtype)
+        return jit.input_f43_cl, jit.output_f43_cl, k, k
+    from . import _winograd_f53_jit as jit53
+
+    at, _, bt = TRANSFORMS[m]
+    return jit53.input_f53_cl, jit53.output_f53_cl, bt.astype(dtype), at.astype(dtype)
+
+
+def _run_fused(xs, ut, out, spec, params, pt, pl, cols) -> np.ndarray | None:
+    """The channels-last F(4,3) and F(5,3) path: each thread transforms, multiplies and transforms back its chunks.
 
     The tile rows of all images, ``r = n*th + i``, are split between the threads; each runs its
     rows in chunks of ``-params.block`` rows (``params.block`` images when positive) through its own
@@ -787,15 +837,15 @@ def _run_fused(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     and back. The threads' GEMMs run at once, each on one BLAS thread (:func:`convdot._threads.blas_single`).
     ``cols = (tw, dw, twp)`` as in :func:`_jit_blocks`. Returns None when ``xs`` holds NaN or inf.
     """
-    if shares_chunks(spec):
-        return _run_shared(xs, ut, k, out, spec, params, pt, pl, cols)
+    if shares_chunks(spec, params.tile):
+        return _run_shared(xs, ut, out, spec, params, pt, pl, cols)
     out = output_array(spec.out_shape, spec.dtype) if out is None else out
-    th = tile_grid(spec, 4)[0]
+    th = tile_grid(spec, params.tile)[0]
     whole = (xs, out, pt, pl, th, spec.out_shape[0] * th, ALL_ROWS, ALL_ROWS)
-    return out if _fused([whole], ut, k, spec, params, cols) else None
+    return out if _fused([whole], ut, spec, params, cols) else None
 
 
-def _fused(parts: list[tuple], ut: np.ndarray, k: np.ndarray, spec: ConvSpec, params: Params, cols: tuple) -> bool:
+def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, cols: tuple) -> bool:
     """:func:`_run_fused` of ``parts`` at once: one problem, or the row phases of a dilated one
     (shaped like ``spec`` but for their rows); False when an input held NaN/inf.
 
@@ -806,11 +856,10 @@ def _fused(parts: list[tuple], ut: np.ndarray, k: np.ndarray, spec: ConvSpec, pa
     chunk ``j + 1``. Against fixed halves of the rows, in interleaved A/B runs on this machine's
     uneven cores: resnet-3x3-56 1.04-1.17x, dilated 0.99-1.15x, resnet-3x3-28 0.98x.
     """
-    from . import _winograd_jit as jit
-
     tw, dw, twp = cols
-    c_in, c_out, threads = spec.x_shape[1], spec.out_shape[1], params.threads
+    c_in, c_out, threads, points = spec.x_shape[1], spec.out_shape[1], params.threads, (params.tile + 2) ** 2
     dt, (_, _, chunk, sizes) = spec.dtype, _chunks(spec, params, tw)
+    to_v, from_m, k_in, k_out = _cl_kernels(params.tile, dt)
     longest = max(part[5] for part in parts)
     pieces = [(part, a, min(part[5], a + chunk)) for a in range(0, longest, chunk) for part in parts if a < part[5]]
     used = min(threads, len(pieces))
@@ -821,15 +870,15 @@ def _fused(parts: list[tuple], ut: np.ndarray, k: np.ndarray, spec: ConvSpec, pa
         raw = _take(sum(sizes) * dt.itemsize)
         try:
             flat = raw[:sum(sizes) * dt.itemsize].view(dt)
-            v = flat[:sizes[0]].reshape(36, chunk * tw, c_in)
-            mv = flat[sizes[0]:].reshape(36, chunk * tw, c_out)
+            v = flat[:sizes[0]].reshape(points, chunk * tw, c_in)
+            mv = flat[sizes[0]:].reshape(points, chunk * tw, c_out)
             while (i := take()) < len(pieces) and not failed:
                 (xs, out, pt, pl, th, _, x_rows, out_rows), a, b = pieces[i]
-                if jit.input_f43_cl(xs, v, k, a, b, a, 0, -pt, pl, th, tw, dw, twp, *x_rows):
+                if to_v(xs, v, k_in, a, b, a, 0, -pt, pl, th, tw, dw, twp, *x_rows):
                     failed.append(True)
                     return False
                 np.matmul(v[:, :(b - a) * tw], ut, out=mv[:, :(b - a) * tw])
-                jit.output_f43_cl(mv, out, k, a, b, a, 0, 0, th, tw, dw, twp, *out_rows)
+                from_m(mv, out, k_out, a, b, a, 0, 0, th, tw, dw, twp, *out_rows)
             return not failed
         finally:
             _give(raw)
@@ -841,14 +890,15 @@ def _fused(parts: list[tuple], ut: np.ndarray, k: np.ndarray, spec: ConvSpec, pa
 def _chunks(spec: ConvSpec, params: Params, tw: int) -> tuple[int, int, int, tuple[int, int]]:
     """Tile rows per image, in all and per chunk; elements of one chunk's ``V`` and ``M`` (when
     :func:`in_place`: ``V`` and each thread's one point of products)."""
-    th = tile_grid(spec, 4)[0]
-    chunk = chunk_rows(spec, 4, params.block)
+    m = params.tile
+    th, points = tile_grid(spec, m)[0], (m + 2) ** 2
+    chunk = chunk_rows(spec, m, params.block)
     c_in, c_out = spec.x_shape[1], spec.out_shape[1]
-    products = params.threads * chunk * tw * c_out if in_place(spec) else 36 * chunk * tw * c_out
-    return th, spec.out_shape[0] * th, chunk, (36 * chunk * tw * c_in, products)
+    products = params.threads * chunk * tw * c_out if in_place(spec, m) else points * chunk * tw * c_out
+    return th, spec.out_shape[0] * th, chunk, (points * chunk * tw * c_in, products)
 
 
-def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None:
+def _run_shared(xs, ut, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     """:func:`_run_fused` for a large transformed kernel ``U``: the threads share each chunk, so
     that every chunk reads ``U`` once in all, not once per thread.
 
@@ -861,24 +911,23 @@ def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None
     and ``M``: 1.27-1.32x faster; taking points as they finish instead of 18 each, 1.05-1.10x
     (interleaved A/B).
     """
-    from . import _winograd_jit as jit
-
     tw, dw, twp = cols
-    c_in, c_out, threads = spec.x_shape[1], spec.out_shape[1], params.threads
+    c_in, c_out, threads, points = spec.x_shape[1], spec.out_shape[1], params.threads, (params.tile + 2) ** 2
     dt, (th, rows, chunk, sizes) = spec.dtype, _chunks(spec, params, tw)
+    to_v, from_m, k_in, k_out = _cl_kernels(params.tile, dt)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize, "winograd")
     out = output_array(spec.out_shape, dt) if out is None else out
     raw = _take(sum(sizes) * dt.itemsize)
     flat = raw[:sum(sizes) * dt.itemsize].view(dt)
-    v = flat[:sizes[0]].reshape(36, chunk * tw, c_in)
-    same = in_place(spec)
+    v = flat[:sizes[0]].reshape(points, chunk * tw, c_in)
+    same = in_place(spec, params.tile)
     if same:
         mv, spare = v, flat[sizes[0]:].reshape(threads, chunk * tw, c_out)
     else:
-        mv, spare = flat[sizes[0]:].reshape(36, chunk * tw, c_out), None
+        mv, spare = flat[sizes[0]:].reshape(points, chunk * tw, c_out), None
 
     def products(i: int, take: Callable[[], int], nb: int) -> None:
-        while (p := take()) < 36:  # the next transform point, as each thread finishes one
+        while (p := take()) < points:  # the next transform point, as each thread finishes one
             if same:
                 np.matmul(v[p, :nb], ut[p], out=spare[i, :nb])
                 v[p, :nb] = spare[i, :nb]
@@ -890,13 +939,13 @@ def _run_shared(xs, ut, k, out, spec, params, pt, pl, cols) -> np.ndarray | None
             for a in range(0, rows, chunk):
                 b = min(rows, a + chunk)
                 parts = _threads.split(a, b, threads)
-                bad = _threads.run_parallel(jit.input_f43_cl, [(xs, v, k, r0, r1, a, 0, -pt, pl, th, tw, dw, twp,
-                                                                *ALL_ROWS) for r0, r1 in parts], threads)
+                bad = _threads.run_parallel(to_v, [(xs, v, k_in, r0, r1, a, 0, -pt, pl, th, tw, dw, twp, *ALL_ROWS)
+                                                   for r0, r1 in parts], threads)
                 if any(bad):
                     return None
                 _threads.run_shared(lambda i, take, nb=(b - a) * tw: products(i, take, nb), threads)
-                _threads.run_parallel(jit.output_f43_cl, [(mv, out, k, r0, r1, a, 0, 0, th, tw, dw, twp, *ALL_ROWS)
-                                                          for r0, r1 in parts], threads)
+                _threads.run_parallel(from_m, [(mv, out, k_out, r0, r1, a, 0, 0, th, tw, dw, twp, *ALL_ROWS)
+                                               for r0, r1 in parts], threads)
     finally:
         _give(raw)
     return out
