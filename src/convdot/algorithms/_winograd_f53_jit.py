@@ -23,7 +23,8 @@ from numba import njit
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, hp):  # pragma: no cover
-    """``V[:, b, c] = (B^T d B).ravel()`` for the 7x7 tiles of tile rows ``r0:r1``; returns the non-finite inputs' count."""
+    """``V[:, b, c] = (B^T d B).ravel()`` for the 7x7 tiles of tile rows ``r0:r1``; returns how many
+    inputs were not finite."""
     _, c_in, h, w = x.shape
     if hp >= 0:
         h = hp

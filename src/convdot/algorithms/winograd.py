@@ -22,7 +22,8 @@ bound, which reads the transformed kernel once (:func:`default_block`).
 
 Two back ends compute the same thing: compiled kernels (numba, the ``convdot[fast]`` extra; 2-D
 float32/float64; F(5,3) channels-last only, :data:`CL_TILES`) that read the input once and write
-the transformed tiles once, and a pure NumPy path for every dtype and rank. The transformed kernel ``U`` is cached per weight array.
+the transformed tiles once, and a pure NumPy path for every dtype and rank. The transformed kernel
+``U`` is cached per weight array.
 
 Rounding: the transforms amplify rounding error (entries of ``B^T`` and ``A^T`` up to 5 and 8).
 Measured in float32 against a float64 oracle on standard-normal data (4 images of 24x24, 8 filters,
@@ -657,7 +658,8 @@ def _fusable_phases(x: np.ndarray, out: np.ndarray, phases: list, params: Params
     each phase read from ``x`` itself (zero padding), a chunk per thread, ``x`` and ``out``
     C-contiguous in the compute dtype (else the phases run one by one on strided views)."""
     return (params.tile == 4 and all(src is not None for _, src, _ in phases)
-            and all(channels_last(sub, 4) and not shares_chunks(sub, 4) and sub.kernel == (3, 3) for _, _, sub in phases)
+            and all(channels_last(sub, 4) and not shares_chunks(sub, 4) and sub.kernel == (3, 3)
+                    for _, _, sub in phases)
             and x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype)
 
 
