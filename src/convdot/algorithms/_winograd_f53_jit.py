@@ -87,15 +87,16 @@ def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep,
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
-def output_f53_cl(M, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
-    """``out[n, :, row0+5i:row0+5i+5, 5j:5j+5] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f53_cl`)."""
+def output_f53_cl(M, perm, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
+    """``out[n, :, row0+5i:row0+5i+5, 5j:5j+5] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f53_cl`);
+    point ``p``'s products are ``M[perm[p]]``."""
     c_out = M.shape[2]
     oh, ow = out.shape[2], out.shape[3]
     if ohp >= 0:
         oh = ohp
     if dw == 1:
         twp = tw
-    M2 = M.reshape(49, M.shape[1] * c_out)
+    M2 = M.reshape(M.shape[0], M.shape[1] * c_out)
     n_f = tw * c_out  # one tile row of one transform point
     S = np.empty((5, 7 * n_f), dtype=M.dtype)  # S[a, q*n_f + j*C + o] = (A^T m)[a, q] of tile j
     Y = np.empty((5, 5 * dw * twp * c_out), dtype=M.dtype)  # one tile row of outputs, channels last
@@ -105,9 +106,10 @@ def output_f53_cl(M, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, 
         i = r % th
         o0 = (r - rb) * n_f
         for q in range(7):  # rows: A^T m, every tile and channel of the row in one loop
-            m0, m1, m2 = M2[q, o0:o0 + n_f], M2[7 + q, o0:o0 + n_f], M2[14 + q, o0:o0 + n_f]
-            m3, m4, m5 = M2[21 + q, o0:o0 + n_f], M2[28 + q, o0:o0 + n_f], M2[35 + q, o0:o0 + n_f]
-            m6 = M2[42 + q, o0:o0 + n_f]
+            m0, m1 = M2[perm[q], o0:o0 + n_f], M2[perm[7 + q], o0:o0 + n_f]
+            m2, m3 = M2[perm[14 + q], o0:o0 + n_f], M2[perm[21 + q], o0:o0 + n_f]
+            m4, m5 = M2[perm[28 + q], o0:o0 + n_f], M2[perm[35 + q], o0:o0 + n_f]
+            m6 = M2[perm[42 + q], o0:o0 + n_f]
             for a in range(5):
                 a0, a1, a2, a3 = AT[a, 0], AT[a, 1], AT[a, 2], AT[a, 3]
                 a4, a5, a6 = AT[a, 4], AT[a, 5], AT[a, 6]

@@ -362,10 +362,12 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, 
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
-def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
+def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
     """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`).
 
-    The rows of ``out`` written are ``os + ostep*y``, ``ohp`` of them (-1: all; ``os, ostep = 0, 1``).
+    The products of transform point ``p`` are ``M[perm[p]]`` (``M`` may hold more slots than
+    points: the shared chunks leave each point's products where a free slot was). The rows of ``out``
+    written are ``os + ostep*y``, ``ohp`` of them (-1: all; ``os, ostep = 0, 1``).
     """
     k2, k4, k8 = K[0], K[1], K[3]
     c_out = M.shape[2]
@@ -374,7 +376,7 @@ def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, o
         oh = ohp
     if dw == 1:
         twp = tw
-    M2 = M.reshape(36, M.shape[1] * c_out)
+    M2 = M.reshape(M.shape[0], M.shape[1] * c_out)
     L = tw * c_out  # one tile row of one transform point
     S = np.empty((4, 6 * L), dtype=M.dtype)  # S[a, q*L + j*C + o] = (A^T m)[a, q] of tile j
     Y = np.empty((4, 4 * dw * twp * c_out), dtype=M.dtype)  # one tile row of outputs, channels last
@@ -384,8 +386,8 @@ def output_f43_cl(M, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, o
         i = r % th
         o0 = (r - rb) * L
         for q in range(6):  # rows: A^T m, every tile and channel of the row in one loop
-            m0, m1, m2 = M2[q, o0:o0 + L], M2[6 + q, o0:o0 + L], M2[12 + q, o0:o0 + L]
-            m3, m4, m5 = M2[18 + q, o0:o0 + L], M2[24 + q, o0:o0 + L], M2[30 + q, o0:o0 + L]
+            m0, m1, m2 = M2[perm[q], o0:o0 + L], M2[perm[6 + q], o0:o0 + L], M2[perm[12 + q], o0:o0 + L]
+            m3, m4, m5 = M2[perm[18 + q], o0:o0 + L], M2[perm[24 + q], o0:o0 + L], M2[perm[30 + q], o0:o0 + L]
             z0, z1 = S[0, q * L:(q + 1) * L], S[1, q * L:(q + 1) * L]
             z2, z3 = S[2, q * L:(q + 1) * L], S[3, q * L:(q + 1) * L]
             for f in range(L):
