@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._winograd_jit import rows_out, tile_rows
+
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, hp):  # pragma: no cover
@@ -41,22 +43,9 @@ def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep,
     for r in range(r0, r1):
         n = n0 + r // th
         i = r % th
-        first = 0
-        if r > r0 and i > 0:  # rows 5, 6 of the last tile row are rows 0, 1 of this one
-            T[0] = T[5]
-            T[1] = T[6]
-            first = 2
+        first = tile_rows(x, T, r > r0 and i > 0, n, top0 + 5 * i, h, ys, ystep, lo, hi, pl)
         for a in range(first, 7):
-            y = top0 + 5 * i + a
             ta = T[a]
-            if y < 0 or y >= h:
-                ta[:] = 0
-                continue
-            src = x[n, :, ys + ystep * y, lo - pl:hi - pl]  # (C, columns)
-            dst = ta[lo * c_in:hi * c_in].reshape(hi - lo, c_in)
-            for c in range(c_in):  # read along the row, write along the channels
-                for col in range(hi - lo):
-                    dst[col, c] = src[c, col]
             for f in range(n_f):  # an integer count vectorizes; a float flag would chain every add
                 v = ta[f]
                 bad += (v - v) != 0
@@ -91,7 +80,7 @@ def output_f53_cl(M, perm, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, o
     """``out[n, :, row0+5i:row0+5i+5, 5j:5j+5] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f53_cl`);
     point ``p``'s products are ``M[perm[p]]``."""
     c_out = M.shape[2]
-    oh, ow = out.shape[2], out.shape[3]
+    oh = out.shape[2]
     if ohp >= 0:
         oh = ohp
     if dw == 1:
@@ -133,11 +122,4 @@ def output_f53_cl(M, perm, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, o
                         for o in range(c_out):
                             wv[o] = (a0 * u0[o] + a1 * u1[o] + a2 * u2[o] + a3 * u3[o] + a4 * u4[o]
                                      + a5 * u5[o] + a6 * u6[o])
-        for a in range(min(5, oh - row0 - 5 * i)):
-            y = os + ostep * (row0 + 5 * i + a)
-            ya = Y[a]
-            for o in range(c_out):  # read along the channels, write along the row
-                dst = out[n, o, y]
-                col_o = ya[o:ow * c_out:c_out]
-                for col in range(ow):
-                    dst[col] = col_o[col]
+        rows_out(Y, out, n, min(5, oh - row0 - 5 * i), row0 + 5 * i, os, ostep)

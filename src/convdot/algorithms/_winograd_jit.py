@@ -278,6 +278,49 @@ def output_f23(M, out, K, n0, n1, c0, c1, r0, th, tw, dw, twp):  # pragma: no co
 # that leaves one out is compiled as a separate specialization, which ran 1.6x slower.
 
 
+@njit(nogil=True, cache=True, inline="always")
+def tile_rows(x, T, keep, n, y0, h, ys, ystep, lo, hi, pl):  # pragma: no cover - compiled
+    """``T[a]`` = input row ``y0 + a`` of image ``n`` as flat (column, channel) rows, zeros outside ``x``
+    (rows ``ys + ystep*y`` of ``x``, ``h`` of them); returns the first row read.
+
+    With ``keep``, rows 0 and 1 are the last tile row's last two (the rows neighbouring tile rows
+    share), moved rather than read again.
+    """
+    a_n, c_in = T.shape[0], x.shape[1]
+    first = 0
+    if keep:
+        T[0] = T[a_n - 2]
+        T[1] = T[a_n - 1]
+        first = 2
+    for a in range(first, a_n):
+        y = y0 + a
+        ta = T[a]
+        if y < 0 or y >= h:
+            ta[:] = 0
+            continue
+        src = x[n, :, ys + ystep * y, lo - pl:hi - pl]  # (C, columns): one view per row, not per channel
+        dst = ta[lo * c_in:hi * c_in].reshape(hi - lo, c_in)
+        for c in range(c_in):  # read along the row, write along the channels
+            for col in range(hi - lo):
+                dst[col, c] = src[c, col]
+    return first
+
+
+@njit(nogil=True, cache=True, inline="always")
+def rows_out(Y, out, n, rows, y0, os, ostep):  # pragma: no cover - compiled
+    """Output rows ``y0 .. y0 + rows - 1`` of image ``n`` (rows ``os + ostep*y`` of ``out``) from
+    ``Y``'s flat (column, channel) rows."""
+    c_out, ow = out.shape[1], out.shape[3]
+    for a in range(rows):
+        y = os + ostep * (y0 + a)
+        ya = Y[a]
+        for o in range(c_out):  # read along the channels, write along the row
+            dst = out[n, o, y]
+            col_o = ya[o:ow * c_out:c_out]
+            for col in range(ow):
+                dst[col] = col_o[col]
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, hp):  # pragma: no cover
     """``V[:, b, c] = (B^T d B).ravel()`` for the tiles of tile rows ``r0:r1``; returns the non-finite inputs' count.
@@ -305,22 +348,7 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, 
     for r in range(r0, r1):
         n = n0 + r // th
         i = r % th
-        first = 0
-        if r > r0 and i > 0:  # rows 4, 5 of the last tile row are rows 0, 1 of this one
-            T[0] = T[4]
-            T[1] = T[5]
-            first = 2
-        for a in range(first, 6):
-            y = top0 + 4 * i + a
-            ta = T[a]
-            if y < 0 or y >= h:
-                ta[:] = 0
-                continue
-            src = x[n, :, ys + ystep * y, lo - pl:hi - pl]  # (C, columns): one view per row, not per channel
-            dst = ta[lo * c_in:hi * c_in].reshape(hi - lo, c_in)
-            for c in range(c_in):  # read along the row, write along the channels
-                for col in range(hi - lo):
-                    dst[col, c] = src[c, col]
+        tile_rows(x, T, r > r0 and i > 0, n, top0 + 4 * i, h, ys, ystep, lo, hi, pl)
         t0, t1, t2, t3, t4, t5 = T[0], T[1], T[2], T[3], T[4], T[5]
         e0, e1, e2, e3, e4, e5 = R[0], R[1], R[2], R[3], R[4], R[5]
         for f in range(wp * c_in):  # rows: B^T d, every column and channel in one loop
@@ -371,7 +399,7 @@ def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, os
     """
     k2, k4, k8 = K[0], K[1], K[3]
     c_out = M.shape[2]
-    oh, ow = out.shape[2], out.shape[3]
+    oh = out.shape[2]
     if ohp >= 0:
         oh = ohp
     if dw == 1:
@@ -405,14 +433,7 @@ def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, os
                     w2, w3 = ya[y0 + 2 * s:y0 + 2 * s + c_out], ya[y0 + 3 * s:y0 + 3 * s + c_out]
                     for o in range(c_out):
                         w0[o], w1[o], w2[o], w3[o] = _at(u0[o], u1[o], u2[o], u3[o], u4[o], u5[o], k2, k4, k8)
-        for a in range(min(4, oh - row0 - 4 * i)):
-            y = os + ostep * (row0 + 4 * i + a)
-            ya = Y[a]
-            for o in range(c_out):  # read along the channels, write along the row
-                dst = out[n, o, y]
-                col_o = ya[o:ow * c_out:c_out]
-                for col in range(ow):
-                    dst[col] = col_o[col]
+        rows_out(Y, out, n, min(4, oh - row0 - 4 * i), row0 + 4 * i, os, ostep)
 
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}
