@@ -411,6 +411,35 @@ def test_kernel_transform_is_cached_and_notices_in_place_edits(copy_from, rng, m
     assert len(winograd._cache) <= winograd._KERNEL_CACHE_ENTRIES
 
 
+@pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+def test_a_14x14_layer_takes_f53_in_one_chunk_within_the_memory_bound(rng):
+    """resnet-3x3-14's shape: F(5,3) tiles 14x14 with 3x3 tiles of 5 (F(4,3) needs 4x4 of 4), and the
+    whole batch is one shared chunk, its products over the transformed input, within 2 x (input +
+    output) besides the cached transformed kernel."""
+    import tracemalloc
+
+    from convdot import planner
+    from convdot.algorithms._common import clear_pool
+
+    x = rng.standard_normal((8, 256, 14, 14), dtype=np.float32)
+    w = rng.standard_normal((256, 256, 3, 3), dtype=np.float32)
+    spec = parse_conv("t", x, w, None, padding=1).spec
+    params = planner.parameters("winograd", spec, threads=2)
+    assert params["tile"] == 5 and params["backend"] == "jit"
+    assert winograd.in_place(spec, 5) and winograd.chunk_rows(spec, 5, params["block"]) == 8 * 3
+    out = winograd.run(x, w, spec, **params)
+    assert_close(out, convdot.conv(x, w, padding=1, method="im2col").astype(np.float64), _scale(x, w, padding=1))
+    winograd._spare.clear()  # the scratch counts, the transformed kernel (cached, 12.8 MB) does not
+    clear_pool()
+    tracemalloc.start()
+    try:
+        winograd.run(x, w, spec, **params)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2 * (x.nbytes + out.nbytes)
+
+
 @pytest.mark.parametrize("kernel", [(1, 1), (2, 3)])
 def test_a_short_kernel_is_extended_once_and_its_transform_kept(kernel, rng):
     """A kernel of fewer than 3 taps is extended to 3 once: the extended array, and so its
