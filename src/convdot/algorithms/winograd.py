@@ -133,8 +133,10 @@ F43_MIN_CHANNELS = 8
 #: vectorize along tiles (F(5,3) has only the channels-last kernels).
 CHANNELS_LAST_MIN = 16
 
-#: Tile sizes with channels-last compiled kernels (:func:`_cl_kernels`).
+#: Tile sizes with channels-last compiled kernels (:func:`_cl_kernels`), and with planar ones
+#: (``_winograd_jit.KERNELS``: transforms along the tiles, any channels and groups).
 CL_TILES: tuple[int, ...] = (4, 5)
+PLANAR_TILES: tuple[int, ...] = (2, 4)
 
 #: The planner offers the compiled kernels from this many multiply-adds of the direct sum: below,
 #: importing numba (about 0.3 s, once per process) costs more than the kernels save.
@@ -185,7 +187,7 @@ def backends_for(spec: ConvSpec, tile: int, *, auto: bool = False) -> tuple[str,
     With ``auto``, the ones worth choosing: "jit" only from :data:`JIT_MIN_MACS` multiply-adds.
     """
     if spec.nd == 2 and spec.dtype in (np.float32, np.float64) and jit_available() \
-            and (tile != 5 or channels_last(spec, tile)):
+            and (tile in PLANAR_TILES or channels_last(spec, tile)):
         if not auto or spec.macs >= JIT_MIN_MACS:
             return ("numpy", "jit")
     return ("numpy",)
