@@ -656,11 +656,13 @@ def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
 
 
 def _fusable_phases(x: np.ndarray, out: np.ndarray, phases: list, params: Params) -> bool:
-    """Whether the row phases can run as the parts of one channels-last :func:`_fused` call: F(4,3),
-    each phase read from ``x`` itself (zero padding), a chunk per thread, ``x`` and ``out``
-    C-contiguous in the compute dtype (else the phases run one by one on strided views)."""
-    return (params.tile == 4 and all(src is not None for _, src, _ in phases)
-            and all(channels_last(sub, 4) and not shares_chunks(sub, 4) and sub.kernel == (3, 3)
+    """Whether the row phases can run as the parts of one channels-last :func:`_fused` call: each
+    phase channels-last (F(4,3) or F(5,3)) and read from ``x`` itself (zero padding), a chunk per
+    thread, ``x`` and ``out`` C-contiguous in the compute dtype (else the phases run one by one on
+    strided views)."""
+    m = params.tile
+    return (all(src is not None for _, src, _ in phases)
+            and all(channels_last(sub, m) and not shares_chunks(sub, m) and sub.kernel == (3, 3)
                     for _, _, sub in phases)
             and x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype)
 
@@ -671,18 +673,18 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
     The kernels take each phase's rows as a first row and a step (measured on the dilated layer's
     kernels, one thread: 3.5 ms instead of 7.6 ms for a phase's input transform through a strided
     view, 1.6 ms instead of 2.4 ms for its output transform)."""
-    sub = phases[0][2]
+    sub, m = phases[0][2], params.tile
     parts = []
     for sel, src, ph in phases:
-        th = tile_grid(ph, 4)[0]
+        th = tile_grid(ph, m)[0]
         x_rows = (src[0].start, src[0].step or 1, ph.x_shape[2])
         out_rows = (sel[0].start, sel[0].step or 1, ph.out_shape[2])
         parts.append((x, out, ph.pads[0][0], ph.pads[1][0], th, ph.out_shape[0] * th, x_rows, out_rows))
-    ut = kernel_transform(w, 4, sub.dtype, 1, transposed=True, finite=True)
+    ut = kernel_transform(w, m, sub.dtype, 1, transposed=True, finite=True)
     if ut is None:  # the weight holds NaN or inf
         return None
     ut = ut[:, 0]
-    return out if _fused(parts, ut, sub, params, tile_cols(sub, 4)) else None
+    return out if _fused(parts, ut, sub, params, tile_cols(sub, m)) else None
 
 
 def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
