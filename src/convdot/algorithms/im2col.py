@@ -56,6 +56,8 @@ BLOCK_BYTES = 4 << 20
 #: of the blocks, 512 KiB - 1 MiB ran within the noise of 2 MiB and 256 KiB 0.76-0.95x; since the
 #: threads take blocks as they finish one, 1 MiB ran 1.02-1.10x (more blocks even out uneven cores).
 #: Gathering on both threads into one block multiplied on both BLAS threads ran 0.45-0.86x.
+#: Not rescaled to the cache: on a Zen 3 guest with 512 KiB of L2 per core, 256 and 128 KiB blocks
+#: were no faster (stem-7x7 best of 20 shuffled calls: 5.8 ms at 1 MiB, 8.2 and 8.0 at 256/128 KiB).
 FUSED_BYTES = 1 << 20
 
 #: Column blocks narrower than this many output positions (images x rows x columns) run the GEMM far
