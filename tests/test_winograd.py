@@ -157,6 +157,7 @@ def test_unsupported_configurations_are_refused_clearly(kwargs, w_shape, dtype, 
     assert convdot.plan(x, w, **kwargs).method != "winograd"
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # inf * 0 in the weight's transform is not warned about
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_inputs_land_where_the_direct_sum_puts_them(backend, bad, rng):
@@ -256,6 +257,7 @@ def test_nonfinite_option_is_checked(rng):
 
 
 @pytest.mark.skipif("jit" not in BACKENDS, reason="numba (convdot[fast]) not installed")
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("m", winograd.CL_TILES)
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_channels_last_kernels_place_non_finite_values(bad, m, rng):

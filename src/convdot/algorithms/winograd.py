@@ -250,7 +250,8 @@ def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, tra
     gk = reduce(np.kron, [g_mat] * nd)  # (P, 3**nd): G applied along every axis
     acc = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
     c_out, cg = wc.shape[:2]
-    u = wc.reshape(c_out * cg, -1).astype(acc) @ gk.T  # (C_out*Cg, P)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in a non-finite weight: recorded below, not warned
+        u = wc.reshape(c_out * cg, -1).astype(acc) @ gk.T  # (C_out*Cg, P)
     u = u.T.reshape(-1, groups, c_out // groups, cg)  # (P, G, Cog, Cg)
     u = np.ascontiguousarray(u.transpose(0, 1, 3, 2) if transposed else u, dtype=dtype)
     return None if not _remember(key, wc, u) and finite else u
