@@ -50,7 +50,7 @@ from ._common import (
 #: Target bytes of one column block: written by the copies and read by the GEMM while in cache.
 BLOCK_BYTES = 4 << 20
 
-#: With the compiled gather, each thread's column block: half of one core's L2 (2 MiB here). Against
+#: With the compiled gather, each thread's column block: half of one core's L2 (2 MiB on the Xeon guest). Against
 #: NumPy's tap copies into 4 MiB blocks multiplied on both BLAS threads (interleaved A/B): stem-7x7
 #: 1.35-1.42x, down-3x3 1.36-1.45x, resnet-3x3-56 1.24x faster (with 2 MiB blocks). With fixed shares
 #: of the blocks, 512 KiB - 1 MiB ran within the noise of 2 MiB and 256 KiB 0.76-0.95x; since the

@@ -329,7 +329,8 @@ def blocks(spec: ConvSpec, m: int, block: int) -> list[tuple[int, int, int, int]
 BLOCK_BYTES = 16 << 20
 
 #: Bytes of transformed tiles and products one thread's chunk holds in the channels-last path: about
-#: one core's L2 (2 MiB here), so that the GEMMs read the tiles the transform just wrote there.
+#: one core's L2 (2 MiB on the Xeon guest it was measured on), so that the GEMMs read the tiles the
+#: transform just wrote there.
 #: Measured on resnet-3x3-28 (256 KiB per tile row): 4 to 16 rows all ran at 1.57-1.67x torch.
 #: On a Zen 3 guest with 512 KiB of L2 per core, 1 MiB and 512 KiB chunks were within the noise
 #: (best of 20 shuffled calls, 2 MiB / 1 MiB / 512 KiB: resnet-3x3-56 12.1 / 11.8 / 13.3 ms,
