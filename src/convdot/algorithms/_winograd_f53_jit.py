@@ -17,28 +17,17 @@ whole arrays. As there, inner loops index 1-D slices from 0 so that LLVM vectori
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
-from ._winograd_jit import rows_out, tile_rows
+from ._winograd_jit import input_setup, output_setup, rows_out, tile_rows
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, hp):  # pragma: no cover
     """``V[:, b, c] = (B^T d B).ravel()`` for the 7x7 tiles of tile rows ``r0:r1``; returns how many
     inputs were not finite."""
-    _, c_in, h, w = x.shape
-    if hp >= 0:
-        h = hp
-    if dw == 1:
-        twp = tw
-    wp = dw * (5 * twp + 2)
+    c_in, h, twp, wp, T, R, V2, lo, hi, s = input_setup(x, V, 5, tw, dw, twp, hp, pl)
     n_f = wp * c_in
-    T = np.zeros((7, n_f), dtype=V.dtype)  # T[a, col*C + c]; columns outside x stay zero
-    R = np.empty((7, n_f), dtype=V.dtype)  # R = B^T T
-    V2 = V.reshape(49, V.shape[1] * c_in)
-    lo, hi = max(0, pl), min(wp, pl + w)
-    s = dw * c_in  # from one column of a tile to the next, in R's rows
     bad = 0
     for r in range(r0, r1):
         n = n0 + r // th
@@ -79,17 +68,7 @@ def input_f53_cl(x, V, BT, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep,
 def output_f53_cl(M, perm, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
     """``out[n, :, row0+5i:row0+5i+5, 5j:5j+5] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f53_cl`);
     point ``p``'s products are ``M[perm[p]]``."""
-    c_out = M.shape[2]
-    oh = out.shape[2]
-    if ohp >= 0:
-        oh = ohp
-    if dw == 1:
-        twp = tw
-    M2 = M.reshape(M.shape[0], M.shape[1] * c_out)
-    n_f = tw * c_out  # one tile row of one transform point
-    S = np.empty((5, 7 * n_f), dtype=M.dtype)  # S[a, q*n_f + j*C + o] = (A^T m)[a, q] of tile j
-    Y = np.empty((5, 5 * dw * twp * c_out), dtype=M.dtype)  # one tile row of outputs, channels last
-    s = dw * c_out
+    c_out, oh, twp, M2, n_f, S, Y, s = output_setup(M, out, 5, tw, dw, twp, ohp)
     for r in range(r0, r1):
         n = n0 + r // th
         i = r % th

@@ -321,6 +321,25 @@ def rows_out(Y, out, n, rows, y0, os, ostep):  # pragma: no cover - compiled
                 dst[col] = col_o[col]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def input_setup(x, V, m, tw, dw, twp, hp, pl):  # pragma: no cover - compiled
+    """What the channels-last F(``m``,3) input kernels share before their tile-row loop:
+    ``(c_in, h, twp, wp, T, R, V2, lo, hi, s)`` -- input channels, input rows (``hp`` when >= 0),
+    tiles per column phase, input columns a tile row spans, the zeroed rows ``T`` it reads
+    (``T[a, col*C + c]``; columns outside ``x`` stay zero) and ``R = B^T T``, ``V`` as
+    (point, flat tiles), the columns of ``T`` inside ``x`` and the step between a tile's columns."""
+    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
+    if hp >= 0:
+        h = hp
+    if dw == 1:
+        twp = tw
+    wp = dw * (m * twp + 2)
+    T = np.zeros((m + 2, wp * c_in), dtype=V.dtype)
+    R = np.empty((m + 2, wp * c_in), dtype=V.dtype)
+    V2 = V.reshape((m + 2) ** 2, V.shape[1] * c_in)
+    return c_in, h, twp, wp, T, R, V2, max(0, pl), min(wp, pl + w), dw * c_in
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, hp):  # pragma: no cover
     """``V[:, b, c] = (B^T d B).ravel()`` for the tiles of tile rows ``r0:r1``; returns the non-finite inputs' count.
@@ -333,17 +352,7 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, 
     and the kernel ran 2.2x slower on one.
     """
     k2, k4, k5 = K[0], K[1], K[2]
-    _, c_in, h, w = x.shape
-    if hp >= 0:
-        h = hp
-    if dw == 1:
-        twp = tw
-    wp = dw * (4 * twp + 2)
-    T = np.zeros((6, wp * c_in), dtype=V.dtype)  # T[a, col*C + c]; columns outside x stay zero
-    R = np.empty((6, wp * c_in), dtype=V.dtype)  # R = B^T T
-    V2 = V.reshape(36, V.shape[1] * c_in)
-    lo, hi = max(0, pl), min(wp, pl + w)
-    s = dw * c_in  # from one column of a tile to the next, in R's rows
+    c_in, h, twp, wp, T, R, V2, lo, hi, s = input_setup(x, V, 4, tw, dw, twp, hp, pl)
     bad = 0
     for r in range(r0, r1):
         n = n0 + r // th
@@ -389,6 +398,26 @@ def input_f43_cl(x, V, K, r0, r1, rb, n0, top0, pl, th, tw, dw, twp, ys, ystep, 
     return bad
 
 
+@njit(nogil=True, cache=True, inline="always")
+def output_setup(M, out, m, tw, dw, twp, ohp):  # pragma: no cover - compiled
+    """What the channels-last F(``m``,3) output kernels share before their tile-row loop:
+    ``(c_out, oh, twp, M2, n_f, S, Y, s)`` -- output channels, output rows (``ohp`` when >= 0),
+    tiles per column phase, ``M`` as (slot, flat tile row), one tile row of one point
+    (``n_f = tw * c_out``), scratch ``S`` for ``A^T m`` and ``Y`` for one tile row of outputs
+    (channels last), and the step between a tile's columns in ``Y``."""
+    c_out = M.shape[2]
+    oh = out.shape[2]
+    if ohp >= 0:
+        oh = ohp
+    if dw == 1:
+        twp = tw
+    M2 = M.reshape(M.shape[0], M.shape[1] * c_out)
+    n_f = tw * c_out
+    S = np.empty((m, (m + 2) * n_f), dtype=M.dtype)  # S[a, q*n_f + j*C + o] = (A^T m)[a, q] of tile j
+    Y = np.empty((m, m * dw * twp * c_out), dtype=M.dtype)
+    return c_out, oh, twp, M2, n_f, S, Y, dw * c_out
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, ostep, ohp):  # pragma: no cover
     """``out[n, :, row0+4i:row0+4i+4, 4j:4j+4] = A^T m A`` for tile rows ``r0:r1`` (see :func:`input_f43_cl`).
@@ -398,17 +427,7 @@ def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, os
     written are ``os + ostep*y``, ``ohp`` of them (-1: all; ``os, ostep = 0, 1``).
     """
     k2, k4, k8 = K[0], K[1], K[3]
-    c_out = M.shape[2]
-    oh = out.shape[2]
-    if ohp >= 0:
-        oh = ohp
-    if dw == 1:
-        twp = tw
-    M2 = M.reshape(M.shape[0], M.shape[1] * c_out)
-    L = tw * c_out  # one tile row of one transform point
-    S = np.empty((4, 6 * L), dtype=M.dtype)  # S[a, q*L + j*C + o] = (A^T m)[a, q] of tile j
-    Y = np.empty((4, 4 * dw * twp * c_out), dtype=M.dtype)  # one tile row of outputs, channels last
-    s = dw * c_out
+    c_out, oh, twp, M2, L, S, Y, s = output_setup(M, out, 4, tw, dw, twp, ohp)
     for r in range(r0, r1):
         n = n0 + r // th
         i = r % th
