@@ -157,3 +157,70 @@ def test_run_shared_hands_out_every_piece_once(threads):
     counts = _threads.run_shared(work, threads)
     assert len(counts) == threads and sum(counts) == 40
     assert sorted(i for _, i in taken) == list(range(40))
+
+
+def test_run_parallel_runs_every_job_once_and_in_order():
+    jobs = [(i,) for i in range(23)]
+    assert _threads.run_parallel(lambda i: i * i, jobs, 3) == [i * i for i in range(23)]
+    assert _threads.run_parallel(lambda i: -i, [(5,)], 2) == [-5]
+
+
+def test_run_parallel_raises_the_first_failure_after_every_job_ran():
+    import time
+
+    ran: list[int] = []
+
+    def job(i):
+        if i in (1, 3):
+            raise KeyError(i)
+        time.sleep(0.01)  # a slow job is still waited for: no helper is left on the caller's data
+        ran.append(i)
+        return i
+
+    with pytest.raises(KeyError, match="1"):
+        _threads.run_parallel(job, [(i,) for i in range(5)], 2)
+    assert sorted(ran) == [0, 2, 4]
+
+
+def test_run_parallel_nested_inside_a_job_does_not_deadlock():
+    def outer(i):
+        return sum(_threads.run_parallel(lambda j: i * j, [(j,) for j in range(4)], 2))
+
+    assert _threads.run_parallel(outer, [(i,) for i in range(4)], 2) == [6 * i for i in range(4)]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_the_caller_and_its_helper_run_on_cpus_of_their_own_and_the_callers_are_restored():
+    import os
+    import threading
+
+    before = os.sched_getaffinity(0)
+    both = threading.Barrier(2, timeout=10)  # two jobs that wait for each other: the caller and a helper
+    masks = _threads.run_parallel(lambda i: (both.wait(), os.sched_getaffinity(0))[1], [(0,), (1,)], 2)
+    assert os.sched_getaffinity(0) == before
+    if len(before) >= 2:
+        assert all(len(m) == 1 for m in masks) and masks[0] != masks[1] and set().union(*masks) <= before
+    with pytest.raises(ZeroDivisionError):
+        _threads.run_parallel(lambda i: 1 // i, [(0,), (1,)], 2)
+    assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_run_parallel_works_in_a_forked_child():
+    import os
+    import signal
+    import threading
+
+    _threads.run_parallel(abs, [(-1,), (-2,)], 2)  # the parent has helpers before it forks
+    pid = os.fork()
+    if pid == 0:  # the child: its helpers are new threads, the parent's are not there
+        ok = False
+        try:
+            signal.alarm(20)  # a child that hangs is killed, and the test fails
+            both = threading.Barrier(2, timeout=10)  # needs a live helper beside the caller
+            ok = _threads.run_parallel(lambda i: (both.wait(), -i)[1], [(-1,), (-2,)], 2) == [1, 2]
+        finally:
+            os._exit(0 if ok else 1)  # never back into pytest
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
