@@ -165,21 +165,51 @@ def test_run_parallel_runs_every_job_once_and_in_order():
     assert _threads.run_parallel(lambda i: -i, [(5,)], 2) == [-5]
 
 
-def test_run_parallel_raises_the_first_failure_after_every_job_ran():
+def test_run_parallel_raises_a_failure_once_the_jobs_taken_have_run():
+    import threading
     import time
 
-    ran: list[int] = []
+    running: set[int] = set()
+    lock = threading.Lock()
 
     def job(i):
-        if i in (1, 3):
+        if i == 1:
             raise KeyError(i)
+        with lock:
+            running.add(i)
         time.sleep(0.01)  # a slow job is still waited for: no helper is left on the caller's data
-        ran.append(i)
+        with lock:
+            running.discard(i)
         return i
 
     with pytest.raises(KeyError, match="1"):
-        _threads.run_parallel(job, [(i,) for i in range(5)], 2)
-    assert sorted(ran) == [0, 2, 4]
+        _threads.run_parallel(job, [(i,) for i in range(6)], 2)
+    assert running == set()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_run_phases_starts_a_phase_once_the_one_before_has_ended(threads):
+    """Jobs of uneven length: every job of the second phase sees all of the first's work done, and
+    each runs on a participant index below ``threads``."""
+    import threading
+    import time
+
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def first(t, i):
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            done.append(i)
+        return t
+
+    def second(t, i):
+        return len(done), t
+
+    r1, r2 = _threads.run_phases([(first, [(i,) for i in range(7)]), (second, [(i,) for i in range(5)])], threads)
+    assert sorted(done) == list(range(7))
+    assert all(seen == 7 for seen, _ in r2)
+    assert {t for _, t in r2} | set(r1) <= set(range(threads))
 
 
 def test_run_parallel_nested_inside_a_job_does_not_deadlock():
@@ -224,3 +254,20 @@ def test_run_parallel_works_in_a_forked_child():
             os._exit(0 if ok else 1)  # never back into pytest
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_no_helper_keeps_a_jobs_data_alive_after_the_call():
+    """A helper that starts after the caller did every job, or is still leaving the last one, holds
+    no reference to the jobs' arguments or results: they go when the caller drops them."""
+    import weakref
+
+    class Block:  # stands for a large array a job reads
+        pass
+
+    for _ in range(200):
+        block = Block()
+        ref = weakref.ref(block)
+        results = _threads.run_parallel(lambda b: Block(), [(block,), (block,)], 2)
+        made = weakref.ref(results[0])
+        del block, results
+        assert ref() is None and made() is None

@@ -10,6 +10,7 @@ BLAS at once, :func:`blas_single` asks the BLAS for one thread per call (with ``
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import contextvars
 import functools
@@ -145,7 +146,7 @@ def _helpers(count: int) -> Iterator[list[_Helper]]:
         got = [_idle.pop() for _ in range(min(count, len(_idle)))]
     got += [_Helper() for _ in range(count - len(got))]
     cpu, mine = _getcpu()(), None
-    if cpu >= 0 and hasattr(os, "sched_getaffinity"):
+    if got and cpu >= 0 and hasattr(os, "sched_getaffinity"):
         with contextlib.suppress(OSError):
             allowed = sorted(os.sched_getaffinity(0))
             if len(allowed) > 1 and cpu in allowed:
@@ -165,38 +166,76 @@ def _helpers(count: int) -> Iterator[list[_Helper]]:
 def run_parallel(fn: Callable[..., T], jobs: Sequence[tuple], threads: int) -> list[T]:
     """``[fn(*job) for job in jobs]``, on the caller and ``threads - 1`` helper threads when threads > 1.
 
-    The caller and the helpers take the next job as they finish one, so the caller works rather
-    than wait idle (it wakes one thread fewer: two trivial jobs, 81 -> 31 us a call on this 2-vCPU
-    guest), and a helper that starts late finds the jobs done and returns. The call returns when
-    every job has run, never leaving a helper on the caller's buffers; the first failed job's
-    exception is raised then.
+    The caller and the helpers take the next job as they finish one (:func:`run_phases`, one phase).
     """
     if threads <= 1 or len(jobs) <= 1:
         return [fn(*job) for job in jobs]
-    n = len(jobs)
-    results: list = [None] * n
-    errors: list[tuple[int, BaseException]] = []
-    order, finished, done = itertools.count(), itertools.count(1), threading.Event()
+    return run_phases([(lambda _, *job: fn(*job), jobs)], threads)[0]
 
-    def participate() -> None:
-        while (i := next(order)) < n:  # next() on an itertools.count is atomic in CPython
-            try:
-                results[i] = fn(*jobs[i])
-            except BaseException as exc:  # kept for the caller, after the other jobs have run
-                errors.append((i, exc))
-            if next(finished) == n:
-                done.set()
+
+def run_phases(phases: Sequence[tuple[Callable[..., Any], Sequence[tuple]]], threads: int) -> list[list]:
+    """``fn(t, *job)`` for the jobs of each phase ``(fn, jobs)``, a phase's jobs only once every job of
+    the phase before has finished; returns each phase's results in job order.
+
+    The caller (``t = 0``) and ``threads - 1`` helpers (``t = 1, 2, ...``: an index for scratch of
+    their own) take the jobs of all phases from one counter, in order, and one that takes a job of
+    the next phase early waits for the phase to end. So the caller works rather than wait idle (it
+    wakes one thread fewer: two trivial jobs, 81 -> 31 us a call on this 2-vCPU guest), a helper
+    that starts late finds the jobs taken and returns, and phases share one start and one join
+    (each cost 0.1-0.3 ms in a call after idle time on this guest). The call returns when every
+    job taken has run, never leaving a helper on the caller's buffers; after a job fails the
+    remaining ones are skipped, and its exception is raised.
+    """
+    sizes = [len(jobs) for _, jobs in phases]
+    starts = list(itertools.accumulate(sizes, initial=0))  # the first job of each phase, and the end
+    results: list[list] = [[None] * n for n in sizes]
+    left = list(sizes)  # unfinished jobs of each phase
+    order, finished = itertools.count(), threading.Condition()
+    # what the participants reach the caller's data through, emptied when the call ends: a helper
+    # that starts late must not keep the jobs' arrays alive (a channel block of im2col's input
+    # outlived its loop iteration and the memory bound broke by it)
+    shared: dict[str, Any] = {"phases": phases, "results": results, "errors": [], "active": 0}
+
+    def participate(t: int) -> None:
+        with finished:
+            if not shared:  # the call is over
+                return
+            shared["active"] += 1
+        try:
+            while (i := next(order)) < starts[-1]:  # next() on an itertools.count is atomic in CPython
+                ph = bisect.bisect_right(starts, i) - 1
+                if ph and left[ph - 1]:
+                    with finished:
+                        finished.wait_for(lambda ph=ph: not left[ph - 1])
+                if not shared["errors"]:
+                    fn, jobs = shared["phases"][ph]
+                    try:
+                        shared["results"][ph][i - starts[ph]] = fn(t, *jobs[i - starts[ph]])
+                    except BaseException as exc:  # kept for the caller, once the jobs taken have run
+                        shared["errors"].append(exc)
+                    del fn, jobs
+                with finished:
+                    left[ph] -= 1
+                    if not left[ph]:
+                        finished.notify_all()
+        finally:
+            with finished:
+                shared["active"] -= 1
+                finished.notify_all()
 
     # each helper in a copy of the caller's context: np.errstate (which execute() sets so that
     # 0 * inf inside a GEMM does not warn) and using() are context variables, which threads lack
     ctx = contextvars.copy_context()
-    with _helpers(min(threads, n) - 1) as helpers:
-        for helper in helpers:
-            helper.tasks.put(functools.partial(ctx.copy().run, participate))
-        participate()
-        done.wait()
+    with _helpers(min(threads, max(sizes, default=0)) - 1) as helpers:
+        for t, helper in enumerate(helpers, 1):
+            helper.tasks.put(functools.partial(ctx.copy().run, participate, t))
+        participate(0)
+        with finished:  # every job run, and no helper still inside a job's frame
+            finished.wait_for(lambda: not any(left) and not shared["active"])
+            errors = shared["errors"]
+            shared.clear()
     if errors:
-        raise min(errors, key=lambda e: e[0])[1]
+        raise errors[0]
     return results
 
 
