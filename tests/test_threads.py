@@ -271,3 +271,23 @@ def test_no_helper_keeps_a_jobs_data_alive_after_the_call():
         made = weakref.ref(results[0])
         del block, results
         assert ref() is None and made() is None
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_without_sched_getcpu_nothing_is_pinned(monkeypatch):
+    """Where the C library has no ``sched_getcpu`` (not glibc), the threads are left where they are."""
+    import os
+    import threading
+
+    monkeypatch.setattr(_threads, "_getcpu", lambda: (lambda: -1))
+    before = os.sched_getaffinity(0)
+    both = threading.Barrier(2, timeout=10)
+    caller = threading.current_thread()
+
+    def job(i):
+        both.wait()
+        return threading.current_thread() is caller, os.sched_getaffinity(0)
+
+    seen = dict(_threads.run_parallel(job, [(0,), (1,)], 2))
+    assert seen[True] == before  # the caller ran its job unpinned
+    assert os.sched_getaffinity(0) == before

@@ -127,7 +127,7 @@ def _getcpu() -> Callable[[], int]:
 
     try:
         return ctypes.CDLL(None).sched_getcpu
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or no such function
         return lambda: -1
 
 
@@ -145,8 +145,8 @@ def _helpers(count: int) -> Iterator[list[_Helper]]:
     with _lock:
         got = [_idle.pop() for _ in range(min(count, len(_idle)))]
     got += [_Helper() for _ in range(count - len(got))]
-    cpu, mine = _getcpu()(), None
-    if got and cpu >= 0 and hasattr(os, "sched_getaffinity"):
+    mine = None
+    if got and hasattr(os, "sched_setaffinity") and (cpu := _getcpu()()) >= 0:
         with contextlib.suppress(OSError):
             allowed = sorted(os.sched_getaffinity(0))
             if len(allowed) > 1 and cpu in allowed:
