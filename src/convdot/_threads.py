@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 ENV = "CONVDOT_NUM_THREADS"
 
 T = TypeVar("T")
@@ -258,12 +260,22 @@ _blas_saved: list[int] = []
 
 @functools.lru_cache(maxsize=1)
 def _blas_libraries() -> tuple[Any, ...]:
-    """threadpoolctl's controllers of the loaded BLAS libraries (none without threadpoolctl)."""
+    """threadpoolctl's controllers of NumPy's BLAS (of every loaded BLAS when none is NumPy's own
+    copy, as with a system or conda BLAS); none without threadpoolctl.
+
+    Only ``np.matmul`` runs inside :func:`blas_single`, so SciPy's copy of OpenBLAS is left alone:
+    each controller's first call after idle time cost 20-50 us here, twice per block.
+    """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return ()
-    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+    libs = tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+    own = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))  # site-packages
+    mine = tuple(lib for lib in libs
+                 if os.path.abspath(lib.filepath).startswith((os.path.join(own, "numpy.libs") + os.sep,
+                                                              os.path.dirname(os.path.abspath(np.__file__)) + os.sep)))
+    return mine or libs
 
 
 @contextlib.contextmanager
