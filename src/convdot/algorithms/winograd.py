@@ -935,7 +935,7 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
     resnet-3x3-14 against the threads splitting the output channels of chunks with separate ``V``
     and ``M``: 1.27-1.32x faster; taking points as they finish instead of 18 each, 1.05-1.10x
     (interleaved A/B); one region per chunk instead of one per phase, with the weight's check in
-    the first, 6.2 -> 5.6 ms (median of calls 0.2 s apart).
+    the first, 6.6-6.8 -> 5.9-6.2 ms (median of calls 0.2 s apart).
     """
     tw, dw, twp = cols
     c_in, c_out, threads, points = spec.x_shape[1], spec.out_shape[1], params.threads, (params.tile + 2) ** 2
