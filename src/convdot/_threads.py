@@ -271,10 +271,10 @@ def _blas_libraries() -> tuple[Any, ...]:
     except ImportError:
         return ()
     libs = tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
-    own = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))  # site-packages
-    mine = tuple(lib for lib in libs
-                 if os.path.abspath(lib.filepath).startswith((os.path.join(own, "numpy.libs") + os.sep,
-                                                              os.path.dirname(os.path.abspath(np.__file__)) + os.sep)))
+    package = os.path.dirname(os.path.abspath(np.__file__))
+    # a wheel's copy sits in numpy.libs beside the package (Linux, Windows) or inside it (macOS)
+    places = (os.path.join(os.path.dirname(package), "numpy.libs") + os.sep, package + os.sep)
+    mine = tuple(lib for lib in libs if os.path.abspath(lib.filepath).startswith(places))
     return mine or libs
 
 
