@@ -14,7 +14,8 @@ Depthwise layers (many small planes) take :func:`planes3x3`, which runs whole pl
 rows and writes its output rather than adding into it.
 
 Layouts: ``x`` ``(N, G, Cg, H, W)`` unpadded input, ``w`` ``(G, Cog, Cg, kh, kw)``, ``out``
-``(N, G, Cog, Ho, Wo)`` (zero-initialised for :func:`direct2d`, which adds into it); all C-contiguous.
+``(N, G, Cog, Ho, Wo)``; all C-contiguous. :func:`direct2d` zeroes each output row it computes, then
+adds every tap into it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi):  # pragma: no cover - 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cover - compiled
-    """Add the direct sum into ``out`` for flattened output rows ``start:stop`` of ``(N, G, Cog, Ho)``.
+    """Write the direct sum into ``out`` for flattened output rows ``start:stop`` of ``(N, G, Cog, Ho)``.
 
     ``x`` is padded implicitly with ``pt`` zero rows on top and ``pl`` zero columns on the left (and
     as many as needed at the other ends): taps that fall in the padding are skipped, so no padded
@@ -92,6 +93,7 @@ def direct2d(x, w, out, sh, sw, dh, dw, pt, pl, start, stop):  # pragma: no cove
         g = q % g_count
         n = q // g_count
         orow = out[n, g, o, i]
+        orow[:] = 0  # here, not by np.zeros: the row is in L1 when the taps add into it (see accumulate)
         r0 = i * sh - pt
         if kh == 3 and kw == 3 and sw == 1 and r0 >= 0 and r0 + 2 * dh < h:
             _row3x3(x, w, orow, n, g, o, r0, dh, dw, pl, lo, hi)

@@ -364,7 +364,9 @@ def accumulate(xg: np.ndarray, wg: np.ndarray, stride: tuple[int, ...], dilation
 
             _threads.run_shared(planes, threads)  # each thread takes the next planes as it finishes
             return out
-        out = np.zeros((n, g, cog, *out_sp), dtype=xg.dtype)  # (N, G, Cog, *out)
+        # the kernel zeroes each row before adding into it: np.zeros here mapped fresh zero pages on
+        # every call, which the OS then faulted in and cleared (filter-k3, 32 MB: ~1000 faults)
+        out = output_array((n, g, cog, *out_sp), xg.dtype)  # (N, G, Cog, *out)
         rows = n * g * cog * out_sp[0]
         jobs = [(xc, wc, out, sh, sw, dh, dw, pt, pl, a, b) for a, b in _threads.split(0, rows, 4 * threads)]
         _threads.run_parallel(_direct_jit.direct2d, jobs, threads)
