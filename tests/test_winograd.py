@@ -421,7 +421,7 @@ def test_a_14x14_layer_takes_f53_in_one_chunk_within_the_memory_bound(rng):
     import tracemalloc
 
     from convdot import planner
-    from convdot.algorithms._common import clear_pool
+    from convdot.algorithms._common import clear_pool, clear_scratch
 
     x = rng.standard_normal((8, 256, 14, 14), dtype=np.float32)
     w = rng.standard_normal((256, 256, 3, 3), dtype=np.float32)
@@ -431,7 +431,7 @@ def test_a_14x14_layer_takes_f53_in_one_chunk_within_the_memory_bound(rng):
     assert winograd.in_place(spec, 5) and winograd.chunk_rows(spec, 5, params["block"]) == 8 * 3
     out = winograd.run(x, w, spec, **params)
     assert_close(out, convdot.conv(x, w, padding=1, method="im2col").astype(np.float64), _scale(x, w, padding=1))
-    winograd._spare.clear()  # the scratch counts, the transformed kernel (cached, 12.8 MB) does not
+    clear_scratch()  # the scratch counts, the transformed kernel (cached, 12.8 MB) does not
     clear_pool()
     tracemalloc.start()
     try:

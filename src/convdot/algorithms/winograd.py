@@ -61,13 +61,16 @@ from .._spec import PAD_MODES, ConvSpec
 from ._common import (
     NonFiniteInput,
     array_bytes,
+    clear_scratch,
     ensure_memory,
     finite_fixup,
+    give_scratch,
     jit_available,
     output_array,
     pad,
     phase_cut,
     scratch_budget,
+    take_scratch,
 )
 
 #: (A^T, G, B^T) for F(m, 3): interpolation points 0, 1, -1 (F(2,3)), 0, 1, -1, 2, -2 (F(4,3)) and
@@ -214,10 +217,6 @@ _cache: OrderedDict[tuple, tuple[np.ndarray | int, np.ndarray, bool]] = OrderedD
 COPY_WEIGHTS_FROM = 1 << 20
 _cache_lock = threading.Lock()
 
-#: Scratch buffers kept between calls (bytes): a fresh 10 MB buffer costs its page faults on
-#: every call, which is a fifth of a ResNet layer's time.
-_WORKSPACE_KEEP = 64 << 20
-_spare: list[np.ndarray] = []
 
 
 def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, transposed: bool = False,
@@ -287,25 +286,7 @@ def clear_cache() -> None:
     """Forget every cached kernel transform and kept scratch buffer."""
     with _cache_lock:
         _cache.clear()
-        _spare.clear()
-
-
-def _take(nbytes: int) -> np.ndarray:
-    """A scratch buffer of at least ``nbytes`` bytes (uint8), reused from an earlier call when one fits."""
-    with _cache_lock:
-        for i, buf in enumerate(_spare):  # sorted by size: the first that fits is the smallest
-            if buf.nbytes >= nbytes:
-                return _spare.pop(i)
-    return np.empty(nbytes, dtype=np.uint8)
-
-
-def _give(buf: np.ndarray) -> None:
-    """Keep ``buf`` for a later call, within :data:`_WORKSPACE_KEEP` bytes (smallest dropped first)."""
-    with _cache_lock:
-        _spare.append(buf)
-        _spare.sort(key=lambda b: b.nbytes)
-        while sum(b.nbytes for b in _spare) > _WORKSPACE_KEEP:
-            _spare.pop(0)
+    clear_scratch()
 
 
 # --------------------------------------------------------------------------- blocks
@@ -788,14 +769,14 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     width = max((n1 - n0) * (i1 - i0) * tw for n0, n1, i0, i1 in jobs)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + (c_in + c_out) * p * width * dt.itemsize, "winograd")
     out = output_array(spec.out_shape, dt) if out is None else out
-    v_raw, m_raw = _take(c_in * p * width * dt.itemsize), _take(c_out * p * width * dt.itemsize)
+    v_raw, m_raw = take_scratch(c_in * p * width * dt.itemsize), take_scratch(c_out * p * width * dt.itemsize)
     v_buf = v_raw[:c_in * p * width * dt.itemsize].view(dt)
     m_buf = m_raw[:c_out * p * width * dt.itemsize].view(dt)
     try:
         return _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, (tw, dw, twp))
     finally:
-        _give(v_raw)
-        _give(m_raw)
+        give_scratch(v_raw)
+        give_scratch(m_raw)
 
 
 def _jit_blocks(xs, u, k, to_v, from_m, v_buf, m_buf, out, jobs, spec, params, pt, pl, cols) -> np.ndarray | None:
@@ -880,7 +861,7 @@ def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, c
     failed: list[bool] = []  # set by the thread that meets NaN/inf, so the others stop too
 
     def work(t: int, take: Callable[[], int]) -> bool:
-        raw = _take(sum(sizes) * dt.itemsize)
+        raw = take_scratch(sum(sizes) * dt.itemsize)
         try:
             flat = raw[:sum(sizes) * dt.itemsize].view(dt)
             v = flat[:sizes[0]].reshape(points, chunk * tw, c_in)
@@ -894,7 +875,7 @@ def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, c
                 from_m(mv, identity, out, k_out, a, b, a, 0, 0, th, tw, dw, twp, *out_rows)
             return not failed
         finally:
-            _give(raw)
+            give_scratch(raw)
 
     with _threads.blas_single():
         return all(_threads.run_shared(work, used))
@@ -943,7 +924,7 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
     to_v, from_m, k_in, k_out = _cl_kernels(params.tile, dt)
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize, "winograd")
     out = output_array(spec.out_shape, dt) if out is None else out
-    raw = _take(sum(sizes) * dt.itemsize)
+    raw = take_scratch(sum(sizes) * dt.itemsize)
     flat = raw[:sum(sizes) * dt.itemsize].view(dt)
     v = flat[:sizes[0]].reshape(points, chunk * tw, c_in)
     same = in_place(spec, params.tile)
@@ -995,5 +976,5 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
                 if failed:
                     return None
     finally:
-        _give(raw)
+        give_scratch(raw)
     return out
