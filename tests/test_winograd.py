@@ -390,6 +390,27 @@ def test_peak_memory_stays_within_twice_input_plus_output(backend, x_shape, w_sh
         assert peak <= 2 * io + (64 << 10), f"F({m},3) {backend}: peak {peak} bytes > 2 x {io}"  # + Python objects
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kwargs", [{"padding": 3, "dilation": 3}, {"padding": (2, 3), "dilation": (2, 3)}])
+def test_a_dilated_block_takes_no_more_scratch_than_its_phases_were_given(backend, kwargs, rng, monkeypatch):
+    """A block of b images runs b * phases images of every phase, each phase's tiles rounded up on
+    their own: the scratch it takes stays within what default_block counted for it."""
+    x, w = rng.standard_normal((8, 32, 20, 20)), rng.standard_normal((32, 32, 3, 3))
+    spec = parse_conv("t", x, w, None, **kwargs).spec
+    block = winograd.default_block(spec, 2, backend, 2)
+    taken = []
+
+    def take(nbytes):
+        taken.append(nbytes)
+        return np.empty(nbytes, np.uint8)
+
+    monkeypatch.setattr(winograd, "take_scratch", take)
+    winograd.run(x, w, spec, tile=2, backend=backend, block=block, threads=1)
+    if backend == "jit":  # one V and one M per phase, in turn
+        assert 0 < max(taken) * 2 <= block * winograd._phased_per_image(spec, 2, backend)
+    assert block * winograd._phased_per_image(spec, 2, backend) <= scratch_budget(spec)
+
+
 @pytest.mark.parametrize("copy_from", [winograd.COPY_WEIGHTS_FROM, 0])  # the CRC-32 of small weights; a copy
 def test_kernel_transform_is_cached_and_notices_in_place_edits(copy_from, rng, monkeypatch):
     monkeypatch.setattr(winograd, "COPY_WEIGHTS_FROM", copy_from)

@@ -218,7 +218,6 @@ COPY_WEIGHTS_FROM = 1 << 20
 _cache_lock = threading.Lock()
 
 
-
 def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, transposed: bool = False,
                      finite: bool = False) -> np.ndarray | None:
     """``U = G g G^T`` for every filter, as ``(P, G, C_out/G, C_in/G)`` in ``dtype``; cached.
@@ -368,11 +367,38 @@ def default_block(spec: ConvSpec, m: int, backend: str = "jit", threads: int = 1
     # 10% kept back for the small arrays around the blocks
     budget = int(0.9 * min(BLOCK_BYTES, scratch_budget(spec, copy)))
     budget //= 1 if backend == "jit" else max(1, threads)
-    per_image = scratch_per_image(spec, m, backend)
+    per_image = _phased_per_image(spec, m, backend)
     if per_image <= budget:
         return int(max(1, min(spec.out_shape[0], budget // per_image)))
     per_row = per_image // tile_grid(spec, m)[0]
     return -int(max(1, budget // max(per_row, 1)))
+
+
+def _phased_per_image(spec: ConvSpec, m: int, backend: str) -> int:
+    """:func:`scratch_per_image` as :func:`_compute` runs ``spec``: with a dilation, a block of ``b``
+    images runs ``b * phases`` images of each phase, so its scratch is that of the largest phase's
+    image (its tiles rounded up on their own, and laid out as the kernels lay them) times the phases.
+
+    Counting a phase as a ``1/phases`` share of the whole problem's tiles left the 2 x (input +
+    output) bound 64 KB from its edge: an N8 C32 20x20 layer with dilation 3 has 100 tiles of F(2,3)
+    per image, but its three row phases 48 each, column phases side by side.
+    """
+    if all(d == 1 for d in spec.dilation):
+        return scratch_per_image(spec, m, backend)
+    cols = _kernels_take_columns(spec, backend)
+    phases = _column_dilated(spec) if cols else dilation_phases(spec)
+    count = int(np.prod(spec.dilation[:1] if cols else spec.dilation))
+    per_tile = (spec.x_shape[1] + spec.out_shape[1]) * (m + 2) ** spec.nd * spec.dtype.itemsize
+    tiles = max(tile_grid(sub, m)[0] * tile_cols(sub, m)[0] if cols else int(np.prod(tile_grid(sub, m)))
+                for _, _, sub in phases)
+    return per_tile * tiles * count * (1 if backend == "jit" else NUMPY_SCRATCH)
+
+
+def _kernels_take_columns(spec: ConvSpec, backend: str) -> bool:
+    """Whether the compiled kernels take ``spec``'s column dilation themselves, so that only its rows
+    are split into phases (see :func:`_compute`)."""
+    return backend == "jit" and spec.nd == 2 and spec.kernel[1] == 3 and spec.dilation[1] != 1 \
+        and PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
 
 
 def shares_chunks(spec: ConvSpec, m: int) -> bool:
@@ -608,8 +634,7 @@ def _compute(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     """``spec`` computed into ``out`` (a new array when None); None when the compiled kernel met NaN/inf."""
     # The compiled kernels take a column dilation themselves (the tiles of every column phase side by
     # side in one row of tiles): only the rows are split into phases, and output rows are written whole.
-    cols = params.backend == "jit" and spec.nd == 2 and spec.kernel[1] == 3 and spec.dilation[1] != 1 \
-        and PAD_MODES[spec.padding_mode] == "constant" and spec.fillvalue == 0
+    cols = _kernels_take_columns(spec, params.backend)
     if any(d != 1 for d in (spec.dilation[:1] if cols else spec.dilation)):
         phases = _column_dilated(spec) if cols else dilation_phases(spec)
         xp = pad(x, spec) if any(src is None for _, src, _ in phases) else None
