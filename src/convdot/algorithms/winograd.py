@@ -379,9 +379,10 @@ def _phased_per_image(spec: ConvSpec, m: int, backend: str) -> int:
     images runs ``b * phases`` images of each phase, so its scratch is that of the largest phase's
     image (its tiles rounded up on their own, and laid out as the kernels lay them) times the phases.
 
-    Counting a phase as a ``1/phases`` share of the whole problem's tiles left the 2 x (input +
-    output) bound 64 KB from its edge: an N8 C32 20x20 layer with dilation 3 has 100 tiles of F(2,3)
-    per image, but its three row phases 48 each, column phases side by side.
+    Counting a phase as a ``1/phases`` share of the whole problem's tiles undercounted: an N8 C32
+    20x20 layer with dilation 3 has 100 tiles of F(2,3) per image, but its three row phases 48 each
+    (column phases side by side), so its blocks took 2.36 MB of scratch where 1.64 MB was counted
+    and the call peaked at 2 x (input + output) + 64 KB.
     """
     if all(d == 1 for d in spec.dilation):
         return scratch_per_image(spec, m, backend)
