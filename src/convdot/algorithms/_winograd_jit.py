@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._prefetch_jit import prefetch_read
+
 
 @njit(nogil=True, cache=True)
 def _split(x, S, row, n, c, top, pl, m, tw, dw, twp):  # pragma: no cover - compiled
@@ -311,6 +313,12 @@ def tile_rows(x, T, keep, n, y0, h, ys, ystep, lo, hi, pl):  # pragma: no cover 
         for c in range(c8, c_in):  # read along the row, write along the channels
             for col in range(hi - lo):
                 dst[col, c] = src[c, col]
+        if y + a_n - 2 < h:  # ask for the row the next tile row reads in this one's place (see _prefetch_jit)
+            line = max(1, 64 // x.itemsize)  # elements per 64-byte cache line
+            for c in range(c_in):
+                row = x[n, c, ys + ystep * (y + a_n - 2)]
+                for col in range(lo - pl, hi - pl, line):
+                    prefetch_read(row, col)
     return first
 
 
