@@ -18,26 +18,20 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-def _prefetch(write: int):
-    """An intrinsic emitting ``llvm.prefetch`` (``write`` 0 or 1, keep in all cache levels, data):
-    ``write`` must be a constant in the IR, hence one intrinsic per value."""
+@intrinsic
+def prefetch_read(typingctx, arr, idx):
+    """``llvm.prefetch`` of ``arr[idx]``'s line for reading, kept in every cache level (its
+    read/write and locality arguments must be constants in the IR)."""
 
-    @intrinsic
-    def prefetch(typingctx, arr, idx):
-        def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            at = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])  # by the array's stride
-            ptr = builder.bitcast(at, ir.IntType(8).as_pointer())
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            builder.call(fn, [ptr, ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        at = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])  # by the array's stride
+        ptr = builder.bitcast(at, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
 
-        return types.void(arr, idx), codegen
-
-    return prefetch
-
-
-prefetch_read = _prefetch(0)
+    return types.void(arr, idx), codegen
