@@ -27,10 +27,12 @@ def prefetch_read(typingctx, arr, idx):
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
         at = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])  # by the array's stride
-        ptr = builder.bitcast(at, ir.IntType(8).as_pointer())
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(at, i8p)
         i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        # the name carries the pointer type, as llvmlite spells it (checked with numba 0.60 and 0.68)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch." + i8p.intrinsic_name)
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
