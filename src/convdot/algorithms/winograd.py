@@ -46,6 +46,7 @@ always use them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import zlib
 from collections import OrderedDict
@@ -145,6 +146,12 @@ PLANAR_TILES: tuple[int, ...] = (2, 4)
 #: importing numba (about 0.3 s, once per process) costs more than the kernels save.
 JIT_MIN_MACS = 1 << 25
 
+#: Whether the channels-last products of a shared chunk (:func:`_run_shared`) run on the compiled
+#: GEMM of :mod:`convdot.algorithms._gemm_jit` (float32, output channels a multiple of 64) instead
+#: of ``np.matmul``: None chooses it where the CPU has AVX-512 (its kernel keeps 24 sixteen-lane
+#: accumulators; narrower registers split them, untested for speed). True or False forces it.
+PACKED_GEMM: bool | None = None
+
 _KERNEL_CACHE_ENTRIES = 32
 _KERNEL_CACHE_BYTES = 256 << 20
 
@@ -219,7 +226,7 @@ _cache_lock = threading.Lock()
 
 
 def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, transposed: bool = False,
-                     finite: bool = False) -> np.ndarray | None:
+                     packed: bool = False, finite: bool = False) -> np.ndarray | None:
     """``U = G g G^T`` for every filter, as ``(P, G, C_out/G, C_in/G)`` in ``dtype``; cached.
 
     With ``finite``, None when the weight holds NaN or inf: each entry records that when it is made,
@@ -227,7 +234,9 @@ def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, tra
     ``np.isfinite`` of its 2.4 MB weight took 0.13-0.3 ms of each call, beside the comparison below).
 
     With ``transposed``, ``(P, G, C_in/G, C_out/G)`` (C-contiguous: as a transposed view, BLAS ran
-    the channels-last GEMMs of the resnet-3x3-14 layer 1.4x slower).
+    the channels-last GEMMs of the resnet-3x3-14 layer 1.4x slower); with ``packed`` as well, each
+    point's matrix in panels of 64 columns, ``(P, G, C_out/G/64, C_in/G, 64)``, for
+    :func:`convdot.algorithms._gemm_jit.products`.
 
     Computed in float64 (complex128) and rounded once. The cache key holds the array's identity,
     shape and dtype, and each entry what the weight's bytes were, checked on every call, so an
@@ -237,7 +246,7 @@ def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, tra
     256 MiB are kept, least recently used dropped first.
     """
     wc = np.ascontiguousarray(w)
-    key = (id(w), wc.shape, wc.dtype.str, m, np.dtype(dtype).str, groups, transposed)
+    key = (id(w), wc.shape, wc.dtype.str, m, np.dtype(dtype).str, groups, transposed, packed)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and _same_bytes(hit[0], wc):
@@ -252,6 +261,10 @@ def kernel_transform(w: np.ndarray, m: int, dtype: np.dtype, groups: int, *, tra
         u = wc.reshape(c_out * cg, -1).astype(acc) @ gk.T  # (C_out*Cg, P)
     u = u.T.reshape(-1, groups, c_out // groups, cg)  # (P, G, Cog, Cg)
     u = np.ascontiguousarray(u.transpose(0, 1, 3, 2) if transposed else u, dtype=dtype)
+    if packed:
+        from ._gemm_jit import pack
+
+        u = pack(u)
     return None if not _remember(key, wc, u) and finite else u
 
 
@@ -413,6 +426,21 @@ def shares_chunks(spec: ConvSpec, m: int) -> bool:
     """
     points = (m + 2) ** 2
     return points * spec.x_shape[1] * spec.out_shape[1] // spec.groups * spec.dtype.itemsize > SPLIT_U_BYTES
+
+
+def packed_gemm(spec: ConvSpec) -> bool:
+    """True when :func:`_run_shared` multiplies with the compiled GEMM on a packed ``U`` (see :data:`PACKED_GEMM`)."""
+    if spec.dtype != np.float32 or spec.groups != 1 or spec.out_shape[1] % 64:
+        return False
+    return _wide_vectors() if PACKED_GEMM is None else PACKED_GEMM
+
+
+@functools.cache
+def _wide_vectors() -> bool:
+    """Whether LLVM sees AVX-512 on this CPU (only asked on the compiled path, where llvmlite is there)."""
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
 def in_place(spec: ConvSpec, m: int) -> bool:
@@ -781,8 +809,9 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
     cl = channels_last(spec, m)
     tw, dw, twp = tile_cols(spec, m)
     if cl and shares_chunks(spec, m):  # the weight is checked and transformed beside the first input transform
-        return _run_shared(xs, lambda: kernel_transform(w, m, dt, g, transposed=True, finite=True), out, spec,
-                           params, pt, pl, (tw, dw, twp))
+        packed = packed_gemm(spec)
+        return _run_shared(xs, lambda: kernel_transform(w, m, dt, g, transposed=True, packed=packed, finite=True),
+                           out, spec, params, pt, pl, (tw, dw, twp), packed)
     u = kernel_transform(w, m, dt, g, transposed=cl, finite=True)  # (P, G, Cog, Cg), or (P, G, Cg, Cog) channels-last
     if u is None:  # the weight holds NaN or inf
         return None
@@ -923,7 +952,7 @@ def _call(t: int, fn: Callable[..., None], *args) -> None:
     fn(t, *args)
 
 
-def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | None:
+def _run_shared(xs, transform, out, spec, params, pt, pl, cols, packed=False) -> np.ndarray | None:
     """:func:`_run_fused` for a large transformed kernel ``U``: the threads share each chunk, so
     that every chunk reads ``U`` once in all, not once per thread.
 
@@ -943,6 +972,12 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
     and ``M``: 1.27-1.32x faster; taking points as they finish instead of 18 each, 1.05-1.10x
     (interleaved A/B); one region per chunk instead of one per phase, with the weight's check in
     the first, 6.6-6.8 -> 5.9-6.2 ms (median of calls 0.2 s apart).
+
+    With ``packed`` (:func:`packed_gemm`), ``transform()`` gives ``U`` packed,
+    ``(P, 1, C_out/64, C_in, 64)``, and the product phase is one job per thread: a compiled loop
+    that takes points from a shared counter and keeps the spare-slot scheme itself
+    (:func:`convdot.algorithms._gemm_jit.products`), so no thread waits for the GIL between
+    points. resnet-3x3-14's 49 products: 1.70 ms against 2.1-2.7 with ``np.matmul`` per point.
     """
     tw, dw, twp = cols
     c_in, c_out, threads, points = spec.x_shape[1], spec.out_shape[1], params.threads, (params.tile + 2) ** 2
@@ -984,9 +1019,17 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
         else:
             np.matmul(v[p, :nb], ut[0][p], out=mv[p, :nb])
 
+    def products(t: int, j: int, nb: int) -> None:  # job j of the packed GEMM: its own spare slot
+        if not failed:
+            _gemm_jit.products(v, ut[0], mv, nb, perm, points + j if same else -1, counter)
+
     def outputs(t: int, r0: int, r1: int, a: int) -> None:
         if not failed:
             from_m(mv, perm, out, k_out, r0, r1, a, 0, 0, th, tw, dw, twp, *ALL_ROWS)
+
+    if packed:
+        from . import _gemm_jit
+    counter = np.zeros(1, np.int64)  # the next point the packed GEMM's jobs take
 
     try:
         with _threads.blas_single():
@@ -997,8 +1040,10 @@ def _run_shared(xs, transform, out, spec, params, pt, pl, cols) -> np.ndarray | 
                 perm[:] = np.arange(points)
                 free[:] = [points + t for t in range(threads)]
                 first = ([(weight,)] if a == 0 else []) + [(inputs, *part) for part in parts]
-                _threads.run_phases([(_call, first), (product, [(p, (b - a) * tw) for p in range(points)]),
-                                     (outputs, parts)], threads)
+                counter[0] = 0
+                middle = (products, [(j, (b - a) * tw) for j in range(threads)]) if packed else \
+                    (product, [(p, (b - a) * tw) for p in range(points)])
+                _threads.run_phases([(_call, first), middle, (outputs, parts)], threads)
                 if failed:
                     return None
     finally:
