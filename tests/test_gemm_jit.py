@@ -79,26 +79,33 @@ def test_products_take_every_point_once_on_two_threads(in_place, rng):
 
 
 @pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("c_in, kwargs", [(64, {"padding": 1}), (32, {"padding": (2, 0), "dilation": (2, 1)}),
+                                          (64, {"padding": 2, "dilation": 2}),
                                           (64, {"padding": 1, "padding_mode": "reflect"})])
 @pytest.mark.parametrize("m", winograd.CL_TILES)
-def test_shared_chunks_on_the_compiled_gemm_match_reference(packed, c_in, kwargs, m, rng, monkeypatch):
-    """A shared chunk (forced: a real one is seconds in the reference) multiplied by the compiled
-    GEMM or by ``np.matmul``; products over the transformed input when C_in == C_out."""
-    monkeypatch.setattr(winograd, "SPLIT_U_BYTES", 0)
+def test_channels_last_products_on_the_compiled_gemm_match_reference(packed, shared, c_in, kwargs, m, rng,
+                                                                      monkeypatch):
+    """Chunks of each thread's own, or shared (forced: a real one is seconds in the reference;
+    products over the transformed input when C_in == C_out), multiplied by the compiled GEMM or by
+    ``np.matmul``; a row dilation runs its phases through one call."""
+    if shared:
+        monkeypatch.setattr(winograd, "SPLIT_U_BYTES", 0)
     monkeypatch.setattr(winograd, "PACKED_GEMM", packed)
     x = rng.standard_normal((3, c_in, 13, 11)).astype(np.float32)
     w = rng.standard_normal((64, c_in, 3, 3)).astype(np.float32)
     spec = parse_conv("test", x, w, None, **kwargs).spec
-    assert winograd.shares_chunks(spec, m) and winograd.packed_gemm(spec) == packed
+    assert winograd.shares_chunks(spec, m) == shared and winograd.packed_gemm(spec) == packed
     out = winograd.run(x, w, spec, tile=m, backend="jit", block=-2, threads=2)
     scale = convdot.conv(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), method="im2col", **kwargs)
     assert_close(out, convdot.conv(x, w, method="reference", **kwargs), scale)
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_compiled_gemm_places_non_finite_values(bad, rng, monkeypatch):
-    monkeypatch.setattr(winograd, "SPLIT_U_BYTES", 0)
+def test_compiled_gemm_places_non_finite_values(bad, shared, rng, monkeypatch):
+    if shared:
+        monkeypatch.setattr(winograd, "SPLIT_U_BYTES", 0)
     monkeypatch.setattr(winograd, "PACKED_GEMM", True)
     x = rng.standard_normal((2, 64, 10, 10)).astype(np.float32)
     x[1, 9, 4, 7] = bad

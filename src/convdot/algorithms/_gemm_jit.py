@@ -152,3 +152,10 @@ def products(v, up, mv, nb, perm, spare, counter):  # pragma: no cover - compile
         if spare >= 0:
             perm[p] = slot
             spare = p
+
+
+@njit(nogil=True, cache=True)
+def each_point(v, up, mv, nb):  # pragma: no cover - compiled
+    """``M[p] = V[p][:nb] @ U[p]`` for every point ``p``, into ``mv[p]`` (one thread's own chunk)."""
+    for p in range(v.shape[0]):
+        gemm(v[p, :nb], up[p], mv[p, :nb])

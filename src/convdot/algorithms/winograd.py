@@ -720,11 +720,11 @@ def _phases_fused(x: np.ndarray, w: np.ndarray, out: np.ndarray, phases: list, p
         x_rows = (src[0].start, src[0].step or 1, ph.x_shape[2])
         out_rows = (sel[0].start, sel[0].step or 1, ph.out_shape[2])
         parts.append((x, out, ph.pads[0][0], ph.pads[1][0], th, ph.out_shape[0] * th, x_rows, out_rows))
-    ut = kernel_transform(w, m, sub.dtype, 1, transposed=True, finite=True)
+    packed = packed_gemm(sub)
+    ut = kernel_transform(w, m, sub.dtype, 1, transposed=True, packed=packed, finite=True)
     if ut is None:  # the weight holds NaN or inf
         return None
-    ut = ut[:, 0]
-    return out if _fused(parts, ut, sub, params, tile_cols(sub, m)) else None
+    return out if _fused(parts, ut[:, 0], sub, params, tile_cols(sub, m), packed) else None
 
 
 def _resolve(spec: ConvSpec, tile, block, threads, backend) -> Params:
@@ -812,11 +812,13 @@ def _run_jit(x: np.ndarray, w: np.ndarray, spec: ConvSpec, params: Params,
         packed = packed_gemm(spec)
         return _run_shared(xs, lambda: kernel_transform(w, m, dt, g, transposed=True, packed=packed, finite=True),
                            out, spec, params, pt, pl, (tw, dw, twp), packed)
-    u = kernel_transform(w, m, dt, g, transposed=cl, finite=True)  # (P, G, Cog, Cg), or (P, G, Cg, Cog) channels-last
+    packed = cl and packed_gemm(spec)
+    # (P, G, Cog, Cg), or (P, G, Cg, Cog) channels-last, or that packed (P, G, Cog/64, Cg, 64)
+    u = kernel_transform(w, m, dt, g, transposed=cl, packed=packed, finite=True)
     if u is None:  # the weight holds NaN or inf
         return None
     if cl:
-        return _run_fused(xs, u[:, 0], out, spec, params, pt, pl, (tw, dw, twp))
+        return _run_fused(xs, u[:, 0], out, spec, params, pt, pl, (tw, dw, twp), packed)
     k = jit.constants(dt)
     to_v, from_m = jit.KERNELS[m]
     c_in, c_out, p = spec.x_shape[1], spec.out_shape[1], (m + 2) ** 2
@@ -876,7 +878,7 @@ def _cl_kernels(m: int, dtype: np.dtype) -> tuple[Callable, Callable, np.ndarray
     return jit53.input_f53_cl, jit53.output_f53_cl, bt.astype(dtype), at.astype(dtype)
 
 
-def _run_fused(xs, ut, out, spec, params, pt, pl, cols) -> np.ndarray | None:
+def _run_fused(xs, ut, out, spec, params, pt, pl, cols, packed=False) -> np.ndarray | None:
     """The channels-last F(4,3) and F(5,3) path: each thread transforms, multiplies and transforms back its chunks.
 
     The tile rows of all images, ``r = n*th + i``, are split between the threads; each runs its
@@ -890,10 +892,11 @@ def _run_fused(xs, ut, out, spec, params, pt, pl, cols) -> np.ndarray | None:
     out = output_array(spec.out_shape, spec.dtype) if out is None else out
     th = tile_grid(spec, params.tile)[0]
     whole = (xs, out, pt, pl, th, spec.out_shape[0] * th, ALL_ROWS, ALL_ROWS)
-    return out if _fused([whole], ut, spec, params, cols) else None
+    return out if _fused([whole], ut, spec, params, cols, packed) else None
 
 
-def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, cols: tuple) -> bool:
+def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, cols: tuple,
+           packed: bool = False) -> bool:
     """:func:`_run_fused` of ``parts`` at once: one problem, or the row phases of a dilated one
     (shaped like ``spec`` but for their rows); False when an input held NaN/inf.
 
@@ -914,6 +917,8 @@ def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, c
     used = min(threads, len(pieces))
     ensure_memory(spec, array_bytes(spec.out_shape, dt) + sum(sizes) * dt.itemsize * used, "winograd")
     failed: list[bool] = []  # set by the thread that meets NaN/inf, so the others stop too
+    if packed:
+        from . import _gemm_jit
 
     def work(t: int, take: Callable[[], int]) -> bool:
         raw = take_scratch(sum(sizes) * dt.itemsize)
@@ -926,7 +931,10 @@ def _fused(parts: list[tuple], ut: np.ndarray, spec: ConvSpec, params: Params, c
                 if to_v(xs, v, k_in, a, b, a, 0, -pt, pl, th, tw, dw, twp, *x_rows):
                     failed.append(True)
                     return False
-                np.matmul(v[:, :(b - a) * tw], ut, out=mv[:, :(b - a) * tw])
+                if packed:
+                    _gemm_jit.each_point(v, ut, mv, (b - a) * tw)
+                else:
+                    np.matmul(v[:, :(b - a) * tw], ut, out=mv[:, :(b - a) * tw])
                 from_m(mv, identity, out, k_out, a, b, a, 0, 0, th, tw, dw, twp, *out_rows)
             return not failed
         finally:
