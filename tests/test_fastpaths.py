@@ -626,6 +626,7 @@ def test_outputs_reuse_freed_blocks_and_never_share_a_live_one(monkeypatch):
     b = _common.output_array(shape, np.float64)
     b_at = at(b)
     assert b_at != a_at and layout == (shape, np.float64, True, True)
+    assert a_at % _common.ALIGN == 0 and b_at % _common.ALIGN == 0  # whole cache lines
     del a
     gc.collect()
     c = _common.output_array(shape, np.float64)
@@ -640,11 +641,12 @@ def test_outputs_reuse_freed_blocks_and_never_share_a_live_one(monkeypatch):
     small = _common.output_array((4, 4), np.float32)
     del small
     assert 16 * 4 not in _common._pool  # small outputs are plain np.empty
-    monkeypatch.setattr(_common, "POOL_BYTES", 4 << 20)
+    block = (4 << 20) + _common.ALIGN  # room to start the array on a line
+    monkeypatch.setattr(_common, "POOL_BYTES", block)
     _common.clear_pool()
     del b, d, view
     gc.collect()
-    assert _common._pool_held[0] == 4 << 20  # one of the three freed blocks kept: the cap
+    assert _common._pool_held[0] == block  # one of the three freed blocks kept: the cap
 
 
 def test_pooled_outputs_are_right_however_they_are_reused(rng):

@@ -208,6 +208,9 @@ def weight_rows(w: np.ndarray, spec: ConvSpec, share: int) -> tuple[np.ndarray, 
 #: depthwise layer's 26 MB output took 630 page faults and 3-4 ms of its 4 ms.
 POOL_BYTES = 256 << 20
 POOL_MIN_BYTES = 1 << 20
+#: Pooled outputs start on a cache line, so that the kernels can write whole lines past the caches
+#: (see :mod:`convdot.algorithms._stream_jit`).
+ALIGN = 64
 
 _pool: dict[int, list[np.ndarray]] = {}
 _pool_held = [0]  # bytes kept, in a list so the finalizers can change it
@@ -219,23 +222,24 @@ def output_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
     The array is a view of a 1-D byte block; when the array and every view of it are gone, the
     block goes back to the pool (while the pool holds under :data:`POOL_BYTES`). It is writeable,
-    C-contiguous and aligned, but does not own its data (``flags.owndata`` is False).
+    C-contiguous and starts on a 64-byte line (:data:`ALIGN`), but does not own its data
+    (``flags.owndata`` is False).
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < POOL_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     with _pool_lock:
-        free = _pool.get(nbytes)
+        free = _pool.get(nbytes + ALIGN)
         block = free.pop() if free else None
         if block is not None:
-            _pool_held[0] -= nbytes
+            _pool_held[0] -= block.nbytes
     if block is None:
-        block = np.empty(nbytes, dtype=np.uint8)
+        block = np.empty(nbytes + ALIGN, dtype=np.uint8)
     # Views of an ndarray name the array owning the memory as their base, so a finalizer on `out`
     # could run while a view of it lives. Every view does keep this ctypes wrapper alive: the block
     # goes back only when the wrapper dies.
-    holder = (ctypes.c_char * nbytes).from_buffer(block)
+    holder = (ctypes.c_char * nbytes).from_buffer(block, -block.ctypes.data % ALIGN)
     weakref.finalize(holder, _keep, block).atexit = False
     return np.frombuffer(holder, dtype=dtype, count=math.prod(shape)).reshape(shape)
 

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from numba import njit
 
+from ._stream_jit import store_fence
 from ._winograd_jit import input_setup, output_setup, rows_out, tile_rows
+
+# numba cache stamp of the compiled-in modules: 63d90de55c408b05 (_prefetch_jit, _stream_jit, _winograd_jit)
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
@@ -102,3 +105,4 @@ def output_f53_cl(M, perm, out, AT, r0, r1, rb, n0, row0, th, tw, dw, twp, os, o
                             wv[o] = (a0 * u0[o] + a1 * u1[o] + a2 * u2[o] + a3 * u3[o] + a4 * u4[o]
                                      + a5 * u5[o] + a6 * u6[o])
         rows_out(Y, out, n, min(5, oh - row0 - 5 * i), row0 + 5 * i, os, ostep)
+    store_fence()  # the streamed lines written before the caller reads them

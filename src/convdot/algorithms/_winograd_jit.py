@@ -31,6 +31,9 @@ import numpy as np
 from numba import njit
 
 from ._prefetch_jit import prefetch_read
+from ._stream_jit import STREAM_BYTES, store_fence, transpose_stream
+
+# numba cache stamp of the compiled-in modules: c435e3d991e18bba (_prefetch_jit, _stream_jit)
 
 
 @njit(nogil=True, cache=True)
@@ -326,6 +329,8 @@ def tile_rows(x, T, keep, n, y0, h, ys, ystep, lo, hi, pl):  # pragma: no cover 
 def rows_out(Y, out, n, rows, y0, os, ostep):  # pragma: no cover - compiled
     """Output rows ``y0 .. y0 + rows - 1`` of image ``n`` (rows ``os + ostep*y`` of ``out``) from
     ``Y``'s flat (column, channel) rows."""
+    if _rows_streamed(Y, out, n, rows, y0 + os, ostep):
+        return
     c_out, ow = out.shape[1], out.shape[3]
     for a in range(rows):
         y = os + ostep * (y0 + a)
@@ -335,6 +340,32 @@ def rows_out(Y, out, n, rows, y0, os, ostep):  # pragma: no cover - compiled
             col_o = ya[o:ow * c_out:c_out]
             for col in range(ow):
                 dst[col] = col_o[col]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _rows_streamed(Y, out, n, rows, y0, ostep):  # pragma: no cover - compiled
+    """:func:`rows_out` with whole lines written past the caches (:mod:`convdot.algorithms._stream_jit`),
+    where the output is large and the rows' run of each channel is whole 64-byte lines: consecutive
+    rows, channels in whole blocks. False (nothing written) otherwise."""
+    c_out, ow, isz = out.shape[1], out.shape[3], out.itemsize
+    size = 64 // isz
+    start, span = y0 * ow, rows * ow  # the run of each channel's rows, in its plane
+    if out.nbytes < STREAM_BYTES or ostep != 1 or out.strides[3] != isz or out.strides[2] != ow * isz \
+            or c_out % size or out.strides[1] % 64 or out.strides[0] % 64 or out.ctypes.data % 64 \
+            or start % size or span % size:
+        return False
+    sn, sc, yw = out.strides[0] // isz, out.strides[1] // isz, Y.shape[1]
+    offs = np.empty((2, size), np.int64)  # a block's rows in Y (positions) and in out (channels)
+    so, do = offs[0], offs[1]
+    for j in range(size):
+        do[j] = j * sc
+    for f0 in range(0, span, size):
+        for i in range(size):
+            a, col = divmod(f0 + i, ow)
+            so[i] = a * yw + col * c_out
+        for o0 in range(0, c_out, size):
+            transpose_stream(Y, o0, so, out, n * sn + o0 * sc + start + f0, do)
+    return True
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -469,6 +500,7 @@ def output_f43_cl(M, perm, out, K, r0, r1, rb, n0, row0, th, tw, dw, twp, os, os
                     for o in range(c_out):
                         w0[o], w1[o], w2[o], w3[o] = _at(u0[o], u1[o], u2[o], u3[o], u4[o], u5[o], k2, k4, k8)
         rows_out(Y, out, n, min(4, oh - row0 - 4 * i), row0 + 4 * i, os, ostep)
+    store_fence()  # the streamed lines written before the caller reads them
 
 
 KERNELS = {4: (input_f43, output_f43), 2: (input_f23, output_f23)}
