@@ -42,21 +42,23 @@ from .algorithms import ALGORITHMS
 #: ``dram`` is from the 2026-12-01 machine (an Intel Xeon KVM guest, 2 vCPUs, where the bench runs):
 #: 8.2-8.6e9 in six runs of ``measure_rates``, against 1.4e10 on the first; with 1.4e10 the planner
 #: chose Winograd for an N8 C512 7x7 layer, which re-reads its 37.7 MB transformed weight per chunk
-#: (23.5 ms, against im2col's 15.5). ``direct`` is fitted there too: 6.0e10, as that machine ran the
-#: filters k = 5..31 1.41-1.60x slower than the first's 8.8e10 said; the FFT, streaming its blocks
-#: since 2026-12-01, runs filter-k15 there 1.26x faster than the direct kernel (52 ms against 66), so
-#: the planner must see the direct kernel's true time. Its other rates measured there are not taken.
+#: (23.5 ms, against im2col's 15.5). ``direct`` is fitted there too, on 2048x2048 float64 filters
+#: k = 5..31 (best of 5, 0.2 s apart), so that its estimates err as the FFT's do and the two cross
+#: where the measured times cross: 8.5e10 on 2026-12-02 (the direct kernel, since 6.0e10 was fitted
+#: on 2026-12-01, writes row pairs and no longer faults its output in: k = 13 26.5 ms, 15 32.4,
+#: 17 39.4 against the streamed FFT's 35.2, 35.2, 33.6; at 6.0e10 the planner gave k = 13 and 15 to
+#: the FFT). Its other rates measured there are not taken.
 MACHINE: dict[str, Any] = {
     "machine": "AMD EPYC (Zen 3) KVM guest, 2 vCPUs, AVX2 (dram, direct: Intel Xeon KVM guest, 2 vCPUs, AVX-512); "
                "NumPy 2.4.6 + OpenBLAS 0.3.31, SciPy, numba 0.68",
-    "measured": "2026-11-24 (dram, direct 2026-12-01) by convdot.tuning.measure_rates, best of several runs "
-                "(shared machines)",
+    "measured": "2026-11-24 by convdot.tuning.measure_rates, best of several runs (shared machines); dram "
+                "2026-12-01 likewise; direct 2026-12-02, fitted on the bench's filters (see above)",
     "rates": {
         "gemm": 1.8e11,
         "fft": 3.0e10,
         "numpy": 2.8e10,
         "jit": 1.2e10,
-        "direct": 6.0e10,
+        "direct": 8.5e10,
         "int": 7.9e8,
         "calls": 7.9e5,
         "dram": 8.3e9,
