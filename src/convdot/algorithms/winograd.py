@@ -23,7 +23,11 @@ bound, which reads the transformed kernel once (:func:`default_block`).
 Two back ends compute the same thing: compiled kernels (numba, the ``convdot[fast]`` extra; 2-D
 float32/float64; F(5,3) channels-last only, :data:`CL_TILES`) that read the input once and write
 the transformed tiles once, and a pure NumPy path for every dtype and rank. The transformed kernel
-``U`` is cached per weight array.
+``U`` is cached per weight array. On the channels-last path, float32 layers with output channels
+in multiples of 64 multiply on a compiled GEMM with ``U`` kept packed for it
+(:mod:`convdot.algorithms._gemm_jit`, :func:`packed_gemm`), the others with ``np.matmul``; and an
+output of 4 MiB or more is written in whole lines past the caches
+(:mod:`convdot.algorithms._stream_jit`).
 
 Rounding: the transforms amplify rounding error (entries of ``B^T`` and ``A^T`` up to 5 and 8).
 Measured in float32 against a float64 oracle on standard-normal data (4 images of 24x24, 8 filters,
