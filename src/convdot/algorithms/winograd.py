@@ -150,10 +150,11 @@ PLANAR_TILES: tuple[int, ...] = (2, 4)
 #: importing numba (about 0.3 s, once per process) costs more than the kernels save.
 JIT_MIN_MACS = 1 << 25
 
-#: Whether the channels-last products of a shared chunk (:func:`_run_shared`) run on the compiled
-#: GEMM of :mod:`convdot.algorithms._gemm_jit` (float32, output channels a multiple of 64) instead
-#: of ``np.matmul``: None chooses it where the CPU has AVX-512 (its kernel keeps 24 sixteen-lane
-#: accumulators; narrower registers split them, untested for speed). True or False forces it.
+#: Whether the channels-last products (shared chunks, :func:`_run_shared`, and each thread's own,
+#: :func:`_fused`) run on the compiled GEMM of :mod:`convdot.algorithms._gemm_jit` (float32, output
+#: channels a multiple of 64) instead of ``np.matmul``: None chooses it where the CPU has AVX-512
+#: (its kernel keeps 24 sixteen-lane accumulators; narrower registers split them, untested for
+#: speed). True or False forces it.
 PACKED_GEMM: bool | None = None
 
 _KERNEL_CACHE_ENTRIES = 32
@@ -433,7 +434,7 @@ def shares_chunks(spec: ConvSpec, m: int) -> bool:
 
 
 def packed_gemm(spec: ConvSpec) -> bool:
-    """True when :func:`_run_shared` multiplies with the compiled GEMM on a packed ``U`` (see :data:`PACKED_GEMM`)."""
+    """True when the channels-last path multiplies on the compiled GEMM with ``U`` packed (:data:`PACKED_GEMM`)."""
     if spec.dtype != np.float32 or spec.groups != 1 or spec.out_shape[1] % 64:
         return False
     return _wide_vectors() if PACKED_GEMM is None else PACKED_GEMM
